@@ -1,0 +1,21 @@
+"""X-Reproxy-Url for any WSGI application, configured like Apache mod_reproxy."""
+
+from __future__ import annotations
+
+from ._middleware import ReproxyMiddleware
+from ._resolver import Config, load_config, parse_config
+from ._settings import Settings
+from .exceptions import ConfigError, ReproxyError, UpstreamError
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ReproxyError",
+    "ReproxyMiddleware",
+    "Settings",
+    "UpstreamError",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,7 @@
+"""Placeholder: the middleware lands with issue 3."""
+
+from __future__ import annotations
+
+
+class ReproxyMiddleware:
+    pass

@@ -1,0 +1,100 @@
+"""Typed reproxy settings: what one request (or one config section) says.
+
+:class:`Overrides` is what a single config context sets (every field may be
+unset); :class:`Settings` is the fully merged result for one request.  The
+parser produces ``Overrides``, the resolver folds them into ``Settings``, and
+the middleware only ever reads ``Settings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+#: ``ReproxyForwardHeaders`` default (SPEC §3): enough for Range and
+#: conditional requests to work end to end; Cookie and Authorization are never
+#: forwarded unless a config lists them.
+DEFAULT_FORWARD_HEADERS: tuple[str, ...] = (
+    "Range",
+    "If-Range",
+    "If-Modified-Since",
+    "If-None-Match",
+    "If-Match",
+    "If-Unmodified-Since",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The effective settings for one request.
+
+    :param allow_reproxy: ``AllowReproxy``; reproxying happens only when on.
+    :param preserve_headers: ``PreserveHeaders``, as written in the config.
+    :param allow_targets: ``ReproxyAllowTargets`` patterns; empty means any
+        ``http``/``https`` URL.
+    :param connect_timeout: ``ReproxyTimeout`` first value, seconds.
+    :param read_timeout: ``ReproxyTimeout`` second value, seconds.
+    :param max_redirects: ``ReproxyMaxRedirects``.
+    :param forward_headers: ``ReproxyForwardHeaders``.
+    :param file_roots: ``ReproxyFileRoot``; empty refuses ``X-Reproxy-File``.
+    :param origins: ``(field, "file:line")`` pairs telling where each field
+        that is not a default was set; see :meth:`origin`.
+    """
+
+    allow_reproxy: bool = False
+    preserve_headers: tuple[str, ...] = ()
+    allow_targets: tuple[str, ...] = ()
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_redirects: int = 0
+    forward_headers: tuple[str, ...] = DEFAULT_FORWARD_HEADERS
+    file_roots: tuple[str, ...] = ()
+    origins: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    def origin(self, name: str) -> str | None:
+        """Return ``"file:line"`` where field *name* was set, or ``None``."""
+        for key, where in self.origins:
+            if key == name:
+                return where
+        return None
+
+
+#: The names of the merged fields, in declaration order.
+SETTING_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(Settings) if f.name != "origins"
+)
+
+DEFAULT_SETTINGS = Settings()
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """What one config context (server, virtual host or section) sets.
+
+    ``values`` holds ``(field, value)`` pairs for the fields the context set,
+    ``origins`` the matching ``(field, "file:line")`` pairs.
+    """
+
+    values: tuple[tuple[str, object], ...] = ()
+    origins: tuple[tuple[str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def apply(self, base: Settings, *, replace: bool = False) -> Settings:
+        """Merge these overrides over *base*.
+
+        Field-wise by default: unset fields keep *base*'s value.  With
+        ``replace=True`` a context that sets anything starts again from the
+        defaults, which is what mod_reproxy did (it had no merge function, so
+        Apache used the innermost section's whole configuration).
+        """
+        if not self.values:
+            return base
+        if replace:
+            base = DEFAULT_SETTINGS
+        origins = {k: v for k, v in base.origins}
+        origins.update(self.origins)
+        return dataclasses.replace(
+            base, **dict(self.values), origins=tuple(origins.items())  # type: ignore[arg-type]
+        )
