@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 #: ``ReproxyForwardHeaders`` default (SPEC §3): enough for Range and
 #: conditional requests to work end to end; Cookie and Authorization are never
@@ -93,8 +94,7 @@ class Overrides:
             return base
         if replace:
             base = DEFAULT_SETTINGS
-        origins = {k: v for k, v in base.origins}
+        origins = dict(base.origins)
         origins.update(self.origins)
-        return dataclasses.replace(
-            base, **dict(self.values), origins=tuple(origins.items())  # type: ignore[arg-type]
-        )
+        changes: dict[str, Any] = dict(self.values)
+        return dataclasses.replace(base, **changes, origins=tuple(origins.items()))
