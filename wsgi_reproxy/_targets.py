@@ -162,16 +162,17 @@ def _normalise_path(path: str) -> str:
         ch = chr(int(hexpair, 16))
         return ch if ch in _UNRESERVED else "%" + hexpair.upper()
 
-    path = _PERCENT_RE.sub(unescape, path) or "/"
+    segments = (_PERCENT_RE.sub(unescape, path) or "/").split("/")[1:]
     out: list[str] = []
-    for segment in path.split("/")[1:]:
-        if segment == "..":
-            if out:
+    for i, segment in enumerate(segments):
+        if segment in (".", ".."):
+            if segment == ".." and out:
                 out.pop()
-        elif segment != ".":
+            if i == len(segments) - 1:
+                out.append("")  # "/a/b/.." is the directory "/a/"
+        else:
             out.append(segment)
-    trailing = path.endswith(("/", "/.", "/..")) and out != []
-    return "/" + "/".join(out) + ("/" if trailing else "")
+    return "/" + "/".join(out)
 
 
 def _split_host_port(hostport: str) -> tuple[str, str | None]:
