@@ -1,10 +1,230 @@
-"""``serve`` and ``demo`` subcommands (placeholder until issue 6 lands)."""
+"""``serve`` and ``demo``: run a WSGI app wrapped in the middleware under gunicorn.
+
+::
+
+    wsgi-reproxy serve sample_conf/minimal.conf myproject.wsgi:application \\
+        --bind 127.0.0.1:8000 --workers 4 -- --worker-class gthread --threads 8
+
+The config is parsed once, in the gunicorn arbiter, before any socket is
+bound: a bad config exits with ``file:line: message`` and status 1.  The
+application is imported by each worker (gunicorn's own default; pass
+``--preload`` to import it once in the arbiter), then wrapped in
+:class:`~wsgi_reproxy.ReproxyMiddleware`.  Everything after ``MODULE:APP``
+(an optional ``--`` is dropped) is handed to gunicorn's own option parser,
+and ``gunicorn.conf.py`` / ``-c FILE`` / ``GUNICORN_CMD_ARGS`` work as they do
+for the ``gunicorn`` command.  gunicorn is the ``serve`` extra: without it,
+``serve`` says how to install it and exits 2.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+    from ._resolver import Config
+
+_INSTALL_HINT = (
+    "{command}: gunicorn is not installed; install it with\n"
+    "    python -m pip install 'wsgi_reproxy[{extra}]'"
+)
 
 
 def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     """Register ``serve`` and ``demo`` on the command line."""
+    serve = commands.add_parser(
+        "serve",
+        help="run MODULE:APP wrapped in the middleware under gunicorn",
+        description=(
+            "Run a WSGI application wrapped in ReproxyMiddleware(app, CONF) under "
+            "gunicorn. Options after MODULE:APP (an optional '--' first) go to "
+            "gunicorn unchanged, e.g. '-- --worker-class gevent --timeout 60'."
+        ),
+    )
+    serve.add_argument("conf", metavar="CONF", help="the reproxy config file")
+    serve.add_argument(
+        "app",
+        metavar="MODULE:APP",
+        help="the WSGI application, as for gunicorn (module:callable or "
+        "module:factory())",
+    )
+    serve.add_argument(
+        "--bind",
+        "-b",
+        metavar="ADDRESS",
+        help="HOST:PORT or unix:PATH to listen on (gunicorn's default: 127.0.0.1:8000)",
+    )
+    serve.add_argument("--workers", "-w", type=int, metavar="N", help="processes")
+    serve.add_argument(
+        "--threads", type=int, metavar="N", help="threads per worker (gthread)"
+    )
+    serve.add_argument(
+        "gunicorn_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- GUNICORN_OPTION",
+        help="further gunicorn options",
+    )
+    serve.set_defaults(func=_serve_command)
+
+    demo = commands.add_parser(
+        "demo",
+        help="a self-contained demo: storage node + Flask app + middleware",
+        description=(
+            "Start, on 127.0.0.1, a storage node and a small Flask app that "
+            "answers with X-Reproxy-Url (a dead node first, then the live one), "
+            "wrapped in the middleware under gunicorn; print curl commands to "
+            "try. Needs the demo extra: pip install 'wsgi_reproxy[demo]'. "
+            "Ctrl-C stops everything."
+        ),
+    )
+    demo.add_argument(
+        "--port",
+        "-p",
+        type=int,
+        default=8000,
+        help="port for the app on 127.0.0.1 (default 8000; 0 picks a free one)",
+    )
+    demo.set_defaults(func=_demo_command)
+
+
+def _gunicorn_options(args: argparse.Namespace) -> list[str]:
+    """Our flags as gunicorn options, followed by the pass-through ones."""
+    options: list[str] = []
+    if args.bind is not None:
+        options += ["--bind", args.bind]
+    if args.workers is not None:
+        options += ["--workers", str(args.workers)]
+    if args.threads is not None:
+        options += ["--threads", str(args.threads)]
+    extra = list(args.gunicorn_args)
+    # argparse keeps a '--' that follows options given after MODULE:APP; for
+    # gunicorn's parser it would turn every later option into a positional.
+    if "--" in extra:
+        extra.remove("--")
+    # Later options win in argparse, so pass-through options override ours.
+    return options + extra
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    if not gunicorn_available():
+        print(_INSTALL_HINT.format(command="serve", extra="serve"), file=sys.stderr)
+        return 2
+    config = load_or_report(args.conf, "serve")
+    if config is None:
+        return 1
+    app_uri: str = args.app
+
+    def load_app() -> WSGIApplication:
+        from gunicorn import util  # type: ignore[import-untyped]
+
+        app: WSGIApplication = util.import_app(app_uri)
+        return app
+
+    run_gunicorn(
+        _gunicorn_options(args),
+        load_app,
+        config,
+        proc_name=app_uri,
+    )
+    return 0
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    from . import _demo
+
+    return _demo.main(args.port)
+
+
+def gunicorn_available() -> bool:
+    """``True`` when gunicorn can be imported."""
+    try:
+        import gunicorn.app.base  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_or_report(path: str, command: str) -> Config | None:
+    """Load the config at *path*; on error print ``file:line: message``.
+
+    :returns: the config, or ``None`` after printing the error to stderr.
+    """
+    from ._resolver import load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"{path}: {exc.strerror or exc}", file=sys.stderr)
+    print(f"{command}: not started because of the config error above", file=sys.stderr)
+    return None
+
+
+def run_gunicorn(
+    options: Sequence[str],
+    load_app: Callable[[], WSGIApplication],
+    config: Config,
+    *,
+    proc_name: str = "wsgi-reproxy",
+    settings: Mapping[str, object] | None = None,
+) -> None:
+    """Run gunicorn in this process until it stops (it exits via ``SystemExit``).
+
+    :param options: gunicorn command-line options, parsed by gunicorn itself.
+    :param load_app: returns the application; called in each worker (or in
+        the arbiter with ``--preload``).  Its result is wrapped in
+        ``ReproxyMiddleware(app, config)``.
+    :param config: the already loaded reproxy config.
+    :param proc_name: gunicorn's default process name.
+    :param settings: gunicorn settings applied last (server hooks, for the
+        demo), overriding options and config files.
+    """
+    from gunicorn.app.base import Application
+
+    from ._middleware import ReproxyMiddleware
+
+    class _ReproxyApplication(Application):  # type: ignore[misc]
+        """gunicorn's ``WSGIApplication`` with our argv and a wrapped app."""
+
+        def init(self, parser: object, opts: object, args: object) -> dict[str, object]:
+            return {"default_proc_name": proc_name}
+
+        def load_config(self) -> None:
+            # The same precedence as gunicorn's Application.load_config:
+            # config file, then $GUNICORN_CMD_ARGS, then the command line.
+            parser = self.cfg.parser()
+            cmdline = parser.parse_args(list(options))
+            env_args = parser.parse_args(self.cfg.get_cmd_args_from_env())
+            for key, value in self.init(parser, cmdline, cmdline.args).items():
+                self.cfg.set(key, value)
+            self.chdir()
+            config_file = cmdline.config or env_args.config
+            if config_file is None:
+                from gunicorn.config import (  # type: ignore[import-untyped]
+                    get_default_config_file,
+                )
+
+                config_file = get_default_config_file()
+            if config_file is not None:
+                self.load_config_from_file(config_file)
+            for parsed in (env_args, cmdline):
+                for key, value in vars(parsed).items():
+                    if value is not None and key != "args":
+                        self.cfg.set(key.lower(), value)
+            for key, value in (settings or {}).items():
+                self.cfg.set(key, value)
+            # The config file may have changed the directory (gunicorn does
+            # the same); it also puts that directory on sys.path.
+            self.chdir()
+
+        def load(self) -> WSGIApplication:
+            return ReproxyMiddleware(load_app(), config)
+
+    _ReproxyApplication().run()

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import mimetypes
+import os
 import random
 import socket
 import threading
@@ -218,6 +219,9 @@ class StorageNode:
         self.requests: list[tuple[str, str, str | None]] = []
         self._server = _Server(self, host, port)
         self._thread: threading.Thread | None = None
+        # A forked child (a gunicorn worker) has the listening socket but not
+        # the serving thread; see stop().
+        self._owner_pid = os.getpid()
 
     @property
     def host(self) -> str:
@@ -250,8 +254,14 @@ class StorageNode:
     def stop(self) -> None:
         """Stop serving, drop open connections and join every thread.
 
-        Safe to call twice.
+        Safe to call twice.  In a forked child (the demo's gunicorn workers
+        unwind through the arbiter's frames) it only closes the inherited
+        listening socket: waiting for a thread that only exists in the parent
+        would hang.
         """
+        if os.getpid() != self._owner_pid:
+            self._server.socket.close()
+            return
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
