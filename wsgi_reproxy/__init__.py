@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from ._middleware import ReproxyMiddleware
 from ._resolver import Config, load_config, parse_config
 from ._settings import Settings
 from .exceptions import ConfigError, ReproxyError, UpstreamError
 
 __version__ = "0.1.0.dev0"
+
+# A library never configures logging; this only silences "no handler" noise.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "Config",
