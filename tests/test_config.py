@@ -187,7 +187,7 @@ def test_directive_values(text: str, expected: dict[str, object]) -> None:
         ),
         pytest.param(
             "ReproxyAllowTargets ftp://x/",
-            "t.conf:1: ReproxyAllowTargets 'ftp://x/'",
+            "t.conf:1: bad ReproxyAllowTargets pattern 'ftp://x/': scheme 'ftp' not allowed",
             id="targets-scheme",
         ),
         pytest.param(

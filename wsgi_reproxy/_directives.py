@@ -76,9 +76,7 @@ def _targets(args: list[str], line: Line, env: Env) -> object:
         try:
             compile_target(arg)
         except ValueError as exc:
-            raise ConfigError(
-                f"ReproxyAllowTargets {arg!r}: {exc}", line.filename, line.lineno
-            ) from exc
+            raise ConfigError(str(exc), line.filename, line.lineno) from exc
     return tuple(args)
 
 
