@@ -191,7 +191,12 @@ def main(port: int = 8000) -> int:
             config,
             proc_name="wsgi-reproxy-demo",
             # A demo stops promptly; workers have nothing long to finish.
-            settings={"when_ready": when_ready, "graceful_timeout": 3},
+            # No gunicorn control socket: a demo leaves no file in $HOME.
+            settings={
+                "when_ready": when_ready,
+                "graceful_timeout": 3,
+                "control_socket_disable": True,
+            },
         )
     finally:
         node.stop()

@@ -184,7 +184,8 @@ def run_gunicorn(
     :param config: the already loaded reproxy config.
     :param proc_name: gunicorn's default process name.
     :param settings: gunicorn settings applied last (server hooks, for the
-        demo), overriding options and config files.
+        demo), overriding options and config files; names this gunicorn
+        version does not know are skipped.
     """
     from gunicorn.app.base import Application
 
@@ -219,7 +220,10 @@ def run_gunicorn(
                     if value is not None and key != "args":
                         self.cfg.set(key.lower(), value)
             for key, value in (settings or {}).items():
-                self.cfg.set(key, value)
+                # Skip settings this gunicorn version does not have (e.g.
+                # control_socket_disable, new in gunicorn 27).
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
             # The config file may have changed the directory (gunicorn does
             # the same); it also puts that directory on sys.path.
             self.chdir()
