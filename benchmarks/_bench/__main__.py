@@ -1,0 +1,249 @@
+"""Driver: start everything, measure round by round, write the report.
+
+Run through ``benchmarks/run`` (which installs what is missing first)::
+
+    benchmarks/run            # full run, ~12 minutes on 2 cores
+    benchmarks/run --quick    # fewer rounds, short wrk, no 1 GiB
+
+Systems are interleaved round by round (direct, perlbal, nginx,
+wsgi_reproxy sync, wsgi_reproxy gthread, then again) so drift on a shared
+machine hits all of them alike; the report uses medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from . import report, servers
+from .measure import MeasureError, RssSampler, download, wrk
+from .procs import Procs
+
+BENCH_DIR = servers.BENCH_DIR
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="benchmarks/run", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="development run")
+    p.add_argument("--rounds", type=int, help="rounds for 100 MiB (default 7)")
+    p.add_argument("--wrk-seconds", type=float, help="wrk duration (default 8)")
+    p.add_argument("--no-1g", action="store_true", help="skip the 1 GiB phase")
+    p.add_argument(
+        "--without-wsgi-reproxy",
+        action="store_true",
+        help="anchors only (while the middleware is a placeholder)",
+    )
+    p.add_argument("--note", default="", help="a line added to latest.md")
+    p.add_argument(
+        "--out", type=Path, default=BENCH_DIR / "results", help="results directory"
+    )
+    args = p.parse_args(argv)
+    if args.quick:
+        plan = {"r100": 3, "r1g": 0, "rwrk": 2, "wrk_s": 3.0, "lat_s": 2.0}
+    else:
+        plan = {"r100": 7, "r1g": 3, "rwrk": 5, "wrk_s": 8.0, "lat_s": 3.0}
+    if args.rounds:
+        plan["r100"] = args.rounds
+    if args.wrk_seconds:
+        plan["wrk_s"] = args.wrk_seconds
+    if args.no_1g:
+        plan["r1g"] = 0
+    args.plan = plan
+    return args
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def wsgi_reproxy_ready() -> str | None:
+    """``None`` if the wrapped app can be built here, else why not."""
+    sys.path.insert(0, str(BENCH_DIR))
+    try:
+        import _bench.reproxy_app  # noqa: F401
+    except Exception as exc:  # a placeholder package raises anything
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        sys.path.remove(str(BENCH_DIR))
+    return None
+
+
+def start_all(args: argparse.Namespace, procs: Procs, work: Path) -> list[Any]:
+    sizes = dict(servers.FILES)
+    if not args.plan["r1g"]:
+        sizes.pop("1g")
+    log(f"files: {', '.join(sizes)} in {work / 'files'}")
+    servers.make_files(work / "files", sizes)
+    port = servers.ports()
+    env = {
+        "BENCH_STORAGE_PORT": str(port["storage"]),
+        "BENCH_DEAD_PORT": str(port["dead"]),
+        "PYTHONPATH": str(BENCH_DIR),
+    }
+    log(f"ports: {port}")
+    S = servers.System
+    storage = servers.start_storage(procs, work, port["storage"])
+    systems = [
+        S("direct", "direct (storage nginx)", port["storage"], storage, "", False)
+    ]
+    backend = servers.start_backend(procs, port["backend"], env)
+    pb = servers.start_perlbal(procs, work, port["perlbal"], port["backend"])
+    systems.append(S("perlbal", "perlbal 1.80", port["perlbal"], pb, "/ok"))
+    ngx = servers.start_nginx_front(
+        procs, work, port["nginx"], port["backend"], port["storage"], port["dead"]
+    )
+    systems.append(S("nginx", "nginx (X-Accel-Redirect)", port["nginx"], ngx, "/ok"))
+    why = None if args.without_wsgi_reproxy else wsgi_reproxy_ready()
+    if args.without_wsgi_reproxy or why:
+        log(f"wsgi_reproxy left out: {why or '--without-wsgi-reproxy'}")
+    else:
+        for worker in ("sync", "gthread"):
+            key = f"wr_{worker}"
+            proc = servers.start_wsgi_reproxy(procs, key, port[key], worker, env)
+            label = f"wsgi_reproxy gunicorn {worker}"
+            systems.append(S(key, label, port[key], proc, "/ok"))
+    del backend
+    procs.remember_workers()
+    return systems
+
+
+def check(systems: list[Any]) -> None:
+    """Every system serves the right bytes, also with a dead first URL."""
+    for s in systems:
+        for failover in (False, True) if s.failover else (False,):
+            url = s.url("1k", failover=failover)
+            download(url, expect_size=servers.FILES["1k"])
+            download(s.url("1m", failover=failover), expect_size=servers.FILES["1m"])
+        log(f"ok: {s.label} on 127.0.0.1:{s.port}")
+
+
+def rounds(n: int, systems: list[Any], fn: Callable[[Any], None]) -> None:
+    for r in range(n):
+        for s in systems:
+            fn(s)
+        log(f"  round {r + 1}/{n} done")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    plan = args.plan
+    work = BENCH_DIR / ".work"
+    work.mkdir(exist_ok=True)
+    procs = Procs(work)
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    results: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "plan": plan,
+        "load_before": os.getloadavg(),
+        "raw": {},
+    }
+    raw: dict[str, dict[str, list[float]]] = results["raw"]
+
+    def add(system: str, metric: str, value: float) -> None:
+        raw.setdefault(system, {}).setdefault(metric, []).append(value)
+
+    t0 = time.monotonic()
+    try:
+        systems = start_all(args, procs, work)
+        results["systems"] = {s.key: s.label for s in systems}
+        check(systems)
+        reproxies = [s for s in systems if s.failover]
+
+        log("warm-up")
+        for s in systems:
+            for _ in range(3):
+                download(s.url("1m"), expect_size=servers.FILES["1m"])
+            wrk(s.url("1k"), connections=16, threads=2, seconds=1)
+        procs.remember_workers()
+
+        log(f"100 MiB downloads, {plan['r100']} rounds")
+
+        def dl100(s: Any) -> None:
+            d = download(s.url("100m"), expect_size=servers.FILES["100m"])
+            add(s.key, "mib_s_100m", d.mib_s)
+
+        rounds(plan["r100"], systems, dl100)
+
+        if plan["r1g"]:
+            log(f"1 GiB downloads with RSS sampling, {plan['r1g']} rounds")
+
+            def dl1g(s: Any) -> None:
+                with RssSampler(s.proc.tree) as rss:
+                    d = download(s.url("1g"), expect_size=servers.FILES["1g"])
+                add(s.key, "mib_s_1g", d.mib_s)
+                add(s.key, "rss_growth_mib", rss.growth_mib)
+
+            rounds(plan["r1g"], systems, dl1g)
+
+        log(f"1 KiB wrk -c16 -t2 -d{plan['wrk_s']:g}s, {plan['rwrk']} rounds")
+
+        def wrk16(s: Any) -> None:
+            for failover in (False, True) if s.failover else (False,):
+                sfx = "_failover" if failover else ""
+                w = wrk(
+                    s.url("1k", failover=failover),
+                    connections=16,
+                    threads=2,
+                    seconds=plan["wrk_s"],
+                )
+                add(s.key, f"rps{sfx}", w.rps)
+                add(s.key, f"p50_ms{sfx}", w.p50_ms)
+                add(s.key, f"p99_ms{sfx}", w.p99_ms)
+
+        rounds(plan["rwrk"], systems, wrk16)
+
+        log(f"1 KiB unloaded latency, wrk -c1 -t1 -d{plan['lat_s']:g}s")
+
+        def wrk1(s: Any) -> None:
+            for failover in (False, True):
+                sfx = "_failover" if failover else ""
+                w = wrk(
+                    s.url("1k", failover=failover),
+                    connections=1,
+                    threads=1,
+                    seconds=plan["lat_s"],
+                )
+                add(s.key, f"c1_p50_ms{sfx}", w.p50_ms)
+
+        rounds(max(1, plan["rwrk"] - 2), reproxies, wrk1)
+    except (MeasureError, TimeoutError, OSError, subprocess.SubprocessError) as exc:
+        traceback.print_exc()
+        log(f"FAILED: {exc}; server logs are in {work / 'logs'}")
+        return 1
+    finally:
+        procs.stop_all()
+        log("every started process stopped")
+
+    results["seconds"] = time.monotonic() - t0
+    results["load_after"] = os.getloadavg()
+    results["note"] = args.note
+    results["machine"] = report.machine()
+    results["medians"] = {
+        s: {m: median(v) for m, v in metrics.items()} for s, metrics in raw.items()
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    report.write_markdown(results, args.out / "latest.md")
+    report.write_chart(results, args.out / "latest.png")
+    log(f"wrote {args.out / 'latest.md'} and latest.png in {results['seconds']:.0f} s")
+    print((args.out / "latest.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
