@@ -87,6 +87,9 @@ def resolve_file(path: str, roots: Sequence[str]) -> str | Refusal:
         return Refusal("empty path or control character in path")
     if not os.path.isabs(path):
         return Refusal("not an absolute path")
+    if path.endswith("/"):
+        # pathlib drops a trailing slash; the kernel would say ENOTDIR.
+        return Refusal("not a regular file")
     try:
         real = Path(path).resolve(strict=True)
         mode = real.stat().st_mode
@@ -201,7 +204,7 @@ def _range_environ(environ: Mapping[str, Any]) -> Mapping[str, Any]:
     if raw is None:
         return environ
     parsed = parse_range_header(raw)
-    if parsed is not None and len(parsed.ranges) == 1:
+    if parsed is not None and parsed.units == "bytes" and len(parsed.ranges) == 1:
         return environ
     return {k: v for k, v in environ.items() if k != "HTTP_RANGE"}
 
@@ -214,11 +217,16 @@ def _apply_app_headers(
     # Issue 5: the app's Content-Type wins over the guess when it sent one.
     # SPEC §4 item 5: each PreserveHeaders header the app sent replaces the
     # generated one, every value, bytes unchanged; Content-Length,
-    # Content-Range and hop-by-hop headers never come from the app.
+    # Content-Range and hop-by-hop headers never come from the app, and
+    # X-Reproxy-* headers never reach the client.
     names = {"content-type"}
     names.update(n.lower() for n in preserve_headers)
     for name in sorted(names):
-        if name in _NEVER_PRESERVED or is_hop_by_hop_header(name):
+        if (
+            name in _NEVER_PRESERVED
+            or name.startswith("x-reproxy-")
+            or is_hop_by_hop_header(name)
+        ):
             continue
         values = [(n, v) for n, v in app_headers if n.lower() == name]
         if values:
