@@ -1,7 +1,456 @@
-"""Placeholder: the middleware lands with issue 3."""
+"""The WSGI middleware: capability header, interception, header rules.
+
+Wrap any WSGI application; when it answers with ``X-Reproxy-Url`` the
+middleware discards the app's body and streams the first target that
+answers (SPEC §4)::
+
+    from wsgi_reproxy import ReproxyMiddleware
+
+    application = ReproxyMiddleware(application, "/etc/app/reproxy.conf")
+"""
 
 from __future__ import annotations
 
+import http
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import urllib3
+from werkzeug.http import is_hop_by_hop_header
+
+from ._cache import ReproxyCache
+from ._fetch import DEFAULT_CHUNK_SIZE, Fetcher, Upstream
+from ._file import reproxy_file
+from ._resolver import load_config
+from ._settings import Settings
+from ._targets import check_url, split_urls
+from .exceptions import UpstreamError
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger(__name__)
+
+Headers = list[tuple[str, str]]
+
+#: environ key holding the request's resolved :class:`Settings`.
+SETTINGS_KEY = "wsgi_reproxy.settings"
+
+#: Headers of the app's response that ask for a reproxy (perlbal).
+TRIGGER_HEADERS = frozenset({"x-reproxy-url", "x-reproxy-file"})
+
+#: Never taken from the app by ``PreserveHeaders`` (SPEC §4.5): the body is
+#: the target's, so its framing headers must be the target's too.
+NEVER_PRESERVED = frozenset({"content-length", "content-range"})
+
+#: Request headers never forwarded even when listed: they describe the
+#: client's connection, not the object (RFC 9110 §7.6.1).
+_NEVER_FORWARDED = frozenset(
+    {"host", "content-length", "connection", "keep-alive", "te", "trailer",
+     "transfer-encoding", "upgrade"}
+)  # fmt: skip
+
+
+class SettingsSource(Protocol):
+    """What the middleware needs from a config: :class:`wsgi_reproxy.Config`."""
+
+    def resolve(self, environ: WSGIEnvironment) -> Settings: ...
+
+
+class CacheEntryLike(Protocol):
+    def app_headers(self) -> Headers: ...
+
+
+class ResponseCache(Protocol):
+    """The ``X-Reproxy-Cache-For`` seam (``wsgi_reproxy._cache.ReproxyCache``)."""
+
+    def lookup(
+        self, environ: Mapping[str, Any], settings: Settings
+    ) -> CacheEntryLike | None: ...
+
+    def remember(
+        self,
+        environ: Mapping[str, Any],
+        settings: Settings,
+        app_headers: Iterable[tuple[str, str]],
+        urls: Iterable[str] | None = None,
+    ) -> object: ...
+
+
+#: The ``X-Reproxy-File`` seam: ``(environ, settings, path, app_headers,
+#: start_response)`` -> the response.
+FileResponder = Callable[
+    ["WSGIEnvironment", Settings, str, Headers, "StartResponse"], "Iterable[bytes]"
+]
+
+
+_OCTET_STREAM = "application/octet-stream"
+
+
+def is_reproxy_header(name: str) -> bool:
+    """``X-Reproxy-*`` headers never reach the client (SPEC §4.5, §4.8)."""
+    return name.lower().startswith("x-reproxy-")
+
+
+def header_values(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
+    """Every value of header *name* (any case), in order."""
+    name = name.lower()
+    return [value for key, value in headers if key.lower() == name]
+
+
+def forwarded_headers(environ: WSGIEnvironment, names: Sequence[str]) -> dict[str, str]:
+    """The client request headers in *names* that the target should see."""
+    out: dict[str, str] = {}
+    for name in names:
+        lower = name.lower()
+        if lower in _NEVER_FORWARDED:
+            continue
+        key = "CONTENT_TYPE" if lower == "content-type" else "HTTP_" + name.upper()
+        value = environ.get(key.replace("-", "_"))
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def client_headers(
+    upstream: Upstream, app_headers: Headers, settings: Settings
+) -> Headers:
+    """The target's headers as the client gets them (SPEC §4.5).
+
+    Hop-by-hop headers go (PEP 3333), including those the target named in
+    its ``Connection`` header (RFC 9110 §7.6.1), and every ``X-Reproxy-*``.
+    Then each ``PreserveHeaders`` header the app sent replaces the target's,
+    with all its values exactly as the app wrote them.
+    """
+    listed = {
+        token.strip().lower()
+        for value in header_values(upstream.headers, "Connection")
+        for token in value.split(",")
+    }
+    headers = [
+        (name, value)
+        for name, value in upstream.headers
+        if not is_hop_by_hop_header(name)
+        and name.lower() not in listed
+        and not is_reproxy_header(name)
+    ]
+    keep = {
+        h.lower()
+        for h in settings.preserve_headers
+        if h.lower() not in NEVER_PRESERVED
+        and not is_hop_by_hop_header(h)
+        and not is_reproxy_header(h)
+    }
+    preserved = [(name, value) for name, value in app_headers if name.lower() in keep]
+    replaced = {name.lower() for name, _ in preserved}
+    headers = [h for h in headers if h[0].lower() not in replaced] + preserved
+    if upstream.status not in (204, 304) and not header_values(headers, "Content-Type"):
+        # PEP 3333 servers and validators want a Content-Type; RFC 9110 §8.3
+        # lets a recipient assume octet-stream.  The app's own type, when it
+        # sent one, is the better guess.
+        app_type = header_values(app_headers, "Content-Type")
+        headers.append(("Content-Type", app_type[0] if app_type else _OCTET_STREAM))
+    return headers
+
+
+def _close(iterable: Iterable[bytes]) -> None:
+    close = getattr(iterable, "close", None)
+    if close is not None:
+        close()
+
+
+class _Exchange:
+    """One request's side of the app's ``start_response`` calls.
+
+    A response without a trigger header goes to the server at once (minus
+    ``X-Reproxy-*``); one with a trigger is held back and its ``write()``
+    output discarded, so not one byte of the app's body gets through.
+    """
+
+    def __init__(self, start_response: StartResponse, reproxy_on: bool) -> None:
+        self._start_response = start_response
+        self._reproxy_on = reproxy_on
+        self.called = False
+        self.reproxy = False
+        self.status = ""
+        self.headers: Headers = []
+
+    def start_response(
+        self, status: str, headers: Headers, exc_info: OptExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        try:
+            if self.called and exc_info is None:
+                raise RuntimeError("start_response called twice without exc_info")
+            passed_on = self.called and not self.reproxy
+            self.called = True
+            headers = list(headers)
+            # An error response after the server already has our headers is
+            # the server's to handle (PEP 3333 exc_info rules), never a reproxy.
+            if (
+                self._reproxy_on
+                and not passed_on
+                and any(name.lower() in TRIGGER_HEADERS for name, _ in headers)
+            ):
+                self.reproxy, self.status, self.headers = True, status, headers
+                return _discard
+            self.reproxy = False
+            kept = [(n, v) for n, v in headers if not is_reproxy_header(n)]
+            return self._start_response(status, kept, exc_info)
+        finally:
+            exc_info = None  # PEP 3333: avoid a traceback reference cycle
+
+
+def _discard(data: bytes) -> None:
+    """``write()`` for a response being reproxied: the app's bytes go nowhere."""
+
+
+class _Resumed:
+    """The app's iterable after items were pulled to see a late start_response."""
+
+    def __init__(
+        self, pulled: list[bytes], rest: Iterator[bytes], app_iter: Iterable[bytes]
+    ) -> None:
+        self._pulled = pulled
+        self._rest = rest
+        self._app_iter = app_iter
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._pulled
+        self._pulled = []
+        yield from self._rest
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _close(self._app_iter)
+
 
 class ReproxyMiddleware:
-    pass
+    """Serve ``X-Reproxy-Url`` responses of *app* from the target URLs.
+
+    :param app: the WSGI application to wrap.
+    :param config: a :class:`wsgi_reproxy.Config` (anything with
+        ``resolve(environ) -> Settings``) or the path of a config file.
+    :param pool: a :class:`urllib3.PoolManager` for the targets.
+    :param chunk_size: bytes per body read.
+    :param max_urls: URLs tried per response at most.
+    :param cache: an ``X-Reproxy-Cache-For`` store (``ReproxyCache``).
+    :param file_responder: serves ``X-Reproxy-File``.
+    :param logger: where reproxy lines go.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        config: SettingsSource | str | os.PathLike[str],
+        *,
+        # None: one lazily created PoolManager per process, bounded, rebuilt
+        # after fork (SPEC §5); pass your own to tune sizes or TLS.
+        pool: urllib3.PoolManager | None = None,
+        # 256 KiB: line rate on loopback in benchmarks/stream.py without big
+        # per-worker buffers.
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        # 16: a bounded fan-out per response (issue 4); perlbal had no limit.
+        max_urls: int = 16,
+        # True: a bounded ReproxyCache per middleware, used only when the app
+        # opts in with X-Reproxy-Cache-For (perlbal); False: never cache.
+        cache: ResponseCache | bool = True,
+        # None: serve_file below ReproxyFileRoot (wsgi_reproxy._file).
+        file_responder: FileResponder | None = None,
+        # None: the "wsgi_reproxy._middleware" logger.
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if isinstance(config, (str, os.PathLike)):
+            config = load_config(config)
+        self.app = app
+        self.config: SettingsSource = config
+        self.fetcher = Fetcher(pool, chunk_size=chunk_size)
+        self.max_urls = max_urls
+        if cache is True:
+            cache = ReproxyCache()
+        self.cache: ResponseCache | None = cache or None
+        self.file_responder = file_responder or self.serve_file
+        self.logger = logger if logger is not None else globals()["logger"]
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        settings = self.config.resolve(environ)
+        environ[SETTINGS_KEY] = settings
+        if not settings.allow_reproxy:
+            environ.pop("HTTP_X_PROXY_CAPABILITIES", None)
+        else:
+            # perlbal's token; replaces anything the client sent (SPEC §4.1).
+            environ["HTTP_X_PROXY_CAPABILITIES"] = "reproxy-file"
+            entry = self.cache.lookup(environ, settings) if self.cache else None
+            if entry is not None:
+                return self.respond(
+                    environ, settings, entry.app_headers(), start_response
+                )
+
+        exchange = _Exchange(start_response, settings.allow_reproxy)
+        app_iter = self.app(environ, exchange.start_response)
+        pulled: list[bytes] | None = None
+        rest: Iterator[bytes] | None = None
+        if not exchange.called:
+            # A generator app calls start_response on its first next(): pull
+            # items until it has (werkzeug's run_wsgi_app does the same).
+            pulled, rest = [], iter(app_iter)
+            try:
+                while not exchange.called:
+                    pulled.append(next(rest))
+            except StopIteration:
+                _close(app_iter)
+                raise RuntimeError(
+                    "the application never called start_response"
+                ) from None
+            except BaseException:
+                _close(app_iter)
+                raise
+        if not exchange.reproxy:
+            if rest is None or pulled is None:
+                return app_iter  # untouched: keeps wsgi.file_wrapper's sendfile
+            return _Resumed(pulled, rest, app_iter)
+        # SPEC §4.2: closed, never read; pulled items are dropped unseen.
+        _close(app_iter)
+        return self.respond(environ, settings, exchange.headers, start_response)
+
+    def respond(
+        self,
+        environ: WSGIEnvironment,
+        settings: Settings,
+        app_headers: Headers,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        """Answer a request whose app response asked for a reproxy.
+
+        The seam for perlbal's extensions: a cache hit calls this with the
+        remembered headers instead of the app's; ``X-Reproxy-File`` goes to
+        the ``file_responder``.
+        """
+        files = header_values(app_headers, "X-Reproxy-File")
+        if files:
+            # perlbal looks at X-Reproxy-File first and then ignores the URLs.
+            return self.file_responder(
+                environ, settings, files[0], app_headers, start_response
+            )
+
+        urls = split_urls(header_values(app_headers, "X-Reproxy-Url"), self.max_urls)
+        errors: list[UpstreamError] = []
+        if urls.dropped:
+            self.logger.warning(
+                "X-Reproxy-Url: %d URLs past max_urls=%d ignored",
+                urls.dropped,
+                self.max_urls,
+            )
+        valid = []
+        for url in urls:
+            reason = check_url(url, settings)
+            if reason is None:
+                valid.append(url)
+            else:
+                self.logger.warning("reproxy URL %r skipped: %s", url, reason)
+                errors.append(UpstreamError(url, reason))
+
+        method = "HEAD" if environ.get("REQUEST_METHOD") == "HEAD" else "GET"
+        started = time.monotonic()
+        upstream, failures = self.fetcher.open_first(
+            valid,
+            method,
+            forwarded_headers(environ, settings.forward_headers),
+            settings,
+            expected_size=self._expected_size(app_headers),
+        )
+        errors += failures
+        if upstream is None:
+            return self._bad_gateway(environ, errors, start_response)
+        if self.cache is not None:
+            self.cache.remember(environ, settings, app_headers, valid)
+
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+
+        def log_transfer(sent: int, complete: bool) -> None:
+            self.logger.info(
+                "reproxied %s from %s: %d, %d bytes in %.3fs%s",
+                path, upstream.url, upstream.status, sent,
+                time.monotonic() - started, "" if complete else " (incomplete)",
+            )  # fmt: skip
+
+        upstream.body.on_close = log_transfer
+        try:
+            start_response(
+                _status_line(upstream.status, upstream.reason),
+                client_headers(upstream, app_headers, settings),
+            )
+        except BaseException:
+            upstream.body.close()
+            raise
+        return upstream.body
+
+    def serve_file(
+        self,
+        environ: WSGIEnvironment,
+        settings: Settings,
+        path: str,
+        app_headers: Headers,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        """Serve ``X-Reproxy-File`` (SPEC §4.9); a refusal answers 404."""
+        response, refused = reproxy_file(environ, path, settings, app_headers)
+        if refused is not None:
+            self.logger.warning("X-Reproxy-File %r refused: %s", path, refused)
+        try:
+            start_response(response.status, response.headers)
+        except BaseException:
+            _close(response.body)
+            raise
+        return response.body
+
+    def _expected_size(self, app_headers: Headers) -> int | None:
+        values = header_values(app_headers, "X-Reproxy-Expected-Size")
+        if not values:
+            return None
+        text = values[0].strip()
+        if text.isdigit():
+            return int(text)
+        self.logger.warning("X-Reproxy-Expected-Size %r ignored: not a size", values[0])
+        return None
+
+    def _bad_gateway(
+        self,
+        environ: WSGIEnvironment,
+        errors: list[UpstreamError],
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        # SPEC §4.4: 504 only when the last try timed out.
+        timeout = bool(errors) and errors[-1].timeout
+        status = "504 Gateway Timeout" if timeout else "502 Bad Gateway"
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        self.logger.warning(
+            "reproxy of %s failed (%s): %s",
+            path, status[:3], "; ".join(map(str, errors)) or "no target URL",
+        )  # fmt: skip
+        # The internal URLs stay in the log; the client learns nothing of them.
+        body = f"{status}\n\nThe requested file could not be fetched.\n".encode()
+        start_response(
+            status,
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+            ],
+        )
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+def _status_line(status: int, reason: str) -> str:
+    if not reason or not reason.isprintable():
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+    return f"{status} {reason}"
