@@ -675,7 +675,13 @@ class Index:
                 out.append(entry)
 
     def match_directories(self, path: str, directory: str, out: list[Entry]) -> None:
-        """Regexes see the directory holding the file (httpd 2.3.9 and later)."""
+        """Regexes see the directory holding the file (httpd 2.3.9 and later).
+
+        The others see *path* without a trailing slash: ``/srv/www/`` is the
+        directory ``/srv/www``, which ``<Directory /srv/www/*>`` does not cover.
+        """
+        if len(path) > 1 and path.endswith("/"):
+            path = path[:-1]
         for entry in self.directories.candidates(path):
             if entry.test(directory if entry.regex else path):
                 out.append(entry)
