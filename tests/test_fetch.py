@@ -1,0 +1,265 @@
+"""The fetching layer on its own: pool lifecycle, error boundary, the body."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import pytest
+import urllib3
+from conftest import HELLO, RawServer, TargetServer, make_bytes
+
+from wsgi_reproxy import Settings, UpstreamError, _fetch
+from wsgi_reproxy._fetch import (
+    Fetcher,
+    TruncatedBodyError,
+    default_pool,
+    expected_size_error,
+)
+
+SETTINGS = Settings(allow_reproxy=True, connect_timeout=1, read_timeout=0.3)
+
+
+# -- the process-wide pool ---------------------------------------------------------
+
+
+def test_default_pool_created_once_and_bounded() -> None:
+    pool = default_pool()
+    assert default_pool() is pool
+    assert pool.connection_pool_kw["maxsize"] == _fetch.DEFAULT_MAXSIZE
+    assert pool.connection_pool_kw["block"] is False
+
+
+def test_default_pool_recreated_when_pid_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool = default_pool()
+    monkeypatch.setattr(_fetch, "_pool_pid", -1)  # as seen by a forked child
+    fresh = default_pool()
+    assert fresh is not pool
+    assert default_pool() is fresh
+
+
+def test_forked_child_gets_its_own_pool() -> None:
+    parent = default_pool()
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() in a process with threads; the
+        # child only calls default_pool() and exits.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        ok = default_pool() is not parent and default_pool() is default_pool()
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    try:
+        assert os.read(read, 1) == b"1"
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert default_pool() is parent
+
+
+def test_fetcher_without_pool_uses_default_pool() -> None:
+    assert Fetcher().pool is default_pool()
+
+
+# -- the error boundary ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "timeout"),
+    [
+        pytest.param("refused", "cannot connect", False, id="refused-not-timeout"),
+        pytest.param("stall", "read timeout", True, id="stall-is-timeout"),
+        pytest.param("404", "status 404", False, id="404"),
+        pytest.param("500", "status 500", False, id="500"),
+        pytest.param("302", "redirect", False, id="302-without-max-redirects"),
+    ],
+)
+def test_open_raises_upstream_error(
+    kind: str,
+    reason: str,
+    timeout: bool,
+    target: TargetServer,
+    stalling_target: RawServer,
+    refused_url: str,
+    pool: Any,
+) -> None:
+    url = {
+        "refused": refused_url,
+        "stall": stalling_target.url("/"),
+        "404": target.url("/status/404"),
+        "500": target.url("/status/500"),
+        "302": target.url("/redirect?to=/files/hello.txt"),
+    }[kind]
+    with pytest.raises(UpstreamError) as info:
+        Fetcher(pool).open(url, "GET", {}, SETTINGS)
+    assert info.value.url == url
+    assert reason in info.value.reason
+    assert info.value.timeout is timeout
+    assert info.value.__cause__ is not None or kind in ("404", "500", "302")
+
+
+def test_relative_redirect_followed_and_reported_under_first_url(
+    target: TargetServer, pool: Any
+) -> None:
+    settings = Settings(allow_reproxy=True, max_redirects=1)
+    url = target.url("/redirect?to=/files/hello.txt")
+    upstream = Fetcher(pool).open(url, "GET", {}, settings)
+    try:
+        assert upstream.url == target.url("/files/hello.txt")
+        assert b"".join(upstream.body) == HELLO
+    finally:
+        upstream.body.close()
+    chain = target.url("/redirect?to=" + target.url("/status/404"))
+    with pytest.raises(UpstreamError) as info:
+        Fetcher(pool).open(chain, "GET", {}, settings)
+    assert info.value.url == chain
+    assert "status 404" in info.value.reason
+
+
+def test_open_first_collects_failures_in_order(
+    target: TargetServer, refused_url: str, pool: Any
+) -> None:
+    urls = [refused_url, target.url("/status/500"), target.url("/files/hello.txt")]
+    upstream, errors = Fetcher(pool).open_first(urls, "GET", {}, SETTINGS)
+    assert upstream is not None
+    upstream.body.close()
+    assert [e.url for e in errors] == urls[:2]
+
+
+# -- expected size -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "expected", "problem"),
+    [
+        pytest.param(200, {"Content-Length": "10"}, 10, None, id="200-match"),
+        pytest.param(200, {"Content-Length": "11"}, 10, "differs", id="200-mismatch"),
+        pytest.param(200, {}, 10, "no Content-Length", id="200-no-length"),
+        pytest.param(206, {"Content-Range": "bytes 0-1/10"}, 10, None, id="206-total"),
+        pytest.param(
+            206, {"Content-Range": "bytes 0-1/10"}, 2, "differs", id="206-part"
+        ),
+        pytest.param(
+            206, {"Content-Range": "bytes 0-1/*"}, 2, "no total", id="206-star"
+        ),
+        pytest.param(416, {"Content-Range": "bytes */10"}, 10, None, id="416-match"),
+        pytest.param(416, {"Content-Range": "bytes */11"}, 10, "differs", id="416-bad"),
+        pytest.param(416, {}, 10, None, id="416-no-range"),
+        pytest.param(304, {}, 10, None, id="304-nothing-to-compare"),
+    ],
+)
+def test_expected_size_error(
+    status: int, headers: dict[str, str], expected: int, problem: str | None
+) -> None:
+    result = expected_size_error(status, urllib3.HTTPHeaderDict(headers), expected)
+    if problem is None:
+        assert result is None
+    else:
+        assert result is not None and problem in result
+
+
+# -- the body --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk", [1024, 64 * 1024, 1 << 20])
+def test_body_reads_in_chunk_size_pieces(
+    chunk: int, target: TargetServer, pool: Any
+) -> None:
+    upstream = Fetcher(pool, chunk_size=chunk).open(
+        target.url("/files/1m.bin"), "GET", {}, SETTINGS
+    )
+    try:
+        sizes = [len(piece) for piece in upstream.body]
+    finally:
+        upstream.body.close()
+    assert sum(sizes) == 1 << 20
+    assert max(sizes) == chunk
+    assert upstream.body.complete
+
+
+def test_body_close_is_idempotent_and_reports_once(
+    target: TargetServer, pool: Any
+) -> None:
+    reports: list[tuple[int, bool]] = []
+    upstream = Fetcher(pool).open(target.url("/files/hello.txt"), "GET", {}, SETTINGS)
+    upstream.body.on_close = lambda sent, complete: reports.append((sent, complete))
+    assert b"".join(upstream.body) == HELLO
+    upstream.body.close()
+    upstream.body.close()
+    assert reports == [(len(HELLO), True)]
+    assert list(upstream.body) == []
+
+
+def test_partial_body_connection_discarded_full_body_reused(
+    target: TargetServer, pool: Any
+) -> None:
+    url = target.add_file("4m.bin", make_bytes(4 << 20, "4m"))
+    fetcher = Fetcher(pool, chunk_size=4096)
+    partial = fetcher.open(url, "GET", {}, SETTINGS)
+    next(partial.body)
+    partial.body.close()
+    full = fetcher.open(target.url("/files/hello.txt"), "GET", {}, SETTINGS)
+    b"".join(full.body)
+    full.body.close()
+    again = fetcher.open(target.url("/files/hello.txt"), "GET", {}, SETTINGS)
+    again.body.close()
+    ports = [seen.client_port for seen in target.seen[-3:]]
+    assert ports[0] != ports[1], "a half-read connection must not be reused"
+    assert ports[1] == ports[2], "a fully read connection must be reused"
+
+
+def test_truncated_body_raises_after_the_bytes_received(
+    truncating_target: RawServer, pool: Any
+) -> None:
+    upstream = Fetcher(pool, chunk_size=100).open(
+        truncating_target.url("/"), "GET", {}, SETTINGS
+    )
+    got = b""
+    try:
+        with pytest.raises(TruncatedBodyError) as info:
+            for piece in upstream.body:
+                got += piece
+    finally:
+        upstream.body.close()
+    assert got == b"t" * 500
+    assert isinstance(info.value, UpstreamError)
+    assert not upstream.body.complete
+
+
+def test_read_timeout_mid_body_raises(target: TargetServer, pool: Any) -> None:
+    def stall_mid_body(conn: Any, head: bytes, stop: Any) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345")
+        stop.wait(5)
+
+    server = RawServer(stall_mid_body).start()
+    try:
+        upstream = Fetcher(pool, chunk_size=5).open(server.url(), "GET", {}, SETTINGS)
+        try:
+            assert next(upstream.body) == b"12345"
+            with pytest.raises(TruncatedBodyError, match="read timeout"):
+                next(upstream.body)
+        finally:
+            upstream.body.close()
+    finally:
+        server.stop()
+
+
+def test_empty_pool_wait_is_bounded(target: TargetServer) -> None:
+    tiny = urllib3.PoolManager(maxsize=1, block=True)
+    settings = Settings(allow_reproxy=True, connect_timeout=0.2)
+    try:
+        held = Fetcher(tiny).open(target.url("/files/1m.bin"), "GET", {}, settings)
+        try:
+            with pytest.raises(UpstreamError) as info:
+                Fetcher(tiny).open(target.url("/files/hello.txt"), "GET", {}, settings)
+            assert info.value.timeout
+            assert "pool" in info.value.reason
+        finally:
+            held.body.close()
+    finally:
+        tiny.clear()
