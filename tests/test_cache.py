@@ -223,7 +223,7 @@ def test_put_stores_nothing_without_urls_or_time(
 ) -> None:
     cache = ReproxyCache()
     assert cache.put(("h", "/a"), urls, [], seconds) is None
-    assert len(cache) == 0
+    assert cache.stats.entries == 0
 
 
 def test_replacing_an_entry_does_not_count_its_bytes_twice() -> None:
@@ -299,7 +299,7 @@ def test_counters_consistent_under_many_threads() -> None:
         t.join()
     stats = cache.stats
     assert stats.hits + stats.misses == sum(gets)
-    assert stats.entries == len(cache) <= 20
+    assert stats.entries <= 20
     assert stats.bytes == stats.entries * (1 + 3 + 10 + 2)
     puts = threads_n * len(range(0, rounds, 3))
     # every put either replaced a live entry, or added one that is still
@@ -387,7 +387,7 @@ def test_remember_stores_nothing(
 ) -> None:
     cache = ReproxyCache()
     assert cache.remember(env, settings, headers) is None
-    assert len(cache) == 0
+    assert cache.stats.entries == 0
 
 
 def test_remember_logs_a_bad_value(caplog: pytest.LogCaptureFixture) -> None:
@@ -396,7 +396,7 @@ def test_remember_logs_a_bad_value(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="wsgi_reproxy"):
         assert cache.remember(environ(), ON, headers) is None
     assert "X-Reproxy-Cache-For 'soon'" in caplog.text
-    assert len(cache) == 0
+    assert cache.stats.entries == 0
 
 
 @pytest.mark.parametrize(
@@ -470,3 +470,106 @@ def test_cache_hit_does_not_call_the_app() -> None:
 class iter_closable(list[bytes]):  # noqa: N801 - reads like a function
     def close(self) -> None:
         pass
+
+
+# -- through ReproxyMiddleware, against a real loopback target -----------------
+
+
+class CountingApp:
+    """Answers every request with *headers* and counts the calls."""
+
+    def __init__(self, headers: list[tuple[str, str]]) -> None:
+        self.headers = headers
+        self.calls: list[str] = []
+
+    def __call__(self, env: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        self.calls.append(f"{env['REQUEST_METHOD']} {env['PATH_INFO']}")
+        start_response("200 OK", self.headers)
+        return [b"the app's own body"]
+
+
+def reproxy_client(
+    app: CountingApp, cache: ReproxyCache, allow: str = "On"
+) -> webtest.TestApp:
+    from wsgi_reproxy import ReproxyMiddleware, parse_config
+
+    config = parse_config(f"AllowReproxy {allow}\nPreserveHeaders X-App\n")
+    return webtest.TestApp(ReproxyMiddleware(app, config, cache=cache))
+
+
+@pytest.fixture
+def cached_app(target: Any) -> CountingApp:
+    return CountingApp(
+        [
+            ("X-Reproxy-Url", target.url("/files/hello.txt")),
+            ("X-App", "from the app"),
+            ("X-Reproxy-Cache-For", "60; X-App"),
+        ]
+    )
+
+
+def test_middleware_cache_hit_skips_the_app(cached_app: CountingApp) -> None:
+    cache = ReproxyCache()
+    client = reproxy_client(cached_app, cache)
+    first = client.get("/obj")
+    second = client.get("/obj")
+    head = client.head("/obj")
+    assert cached_app.calls == ["GET /obj"]
+    assert first.body == second.body == b"hello from the target\n"
+    assert head.body == b"" and head.headers["Content-Length"] == "22"
+    for response in (first, second, head):
+        assert response.headers["X-App"] == "from the app"
+        assert not [h for h in response.headers if h.lower().startswith("x-reproxy")]
+    assert (cache.stats.hits, cache.stats.misses) == (2, 1)
+
+
+def test_middleware_calls_the_app_again_after_expiry(cached_app: CountingApp) -> None:
+    clock = FakeClock()
+    client = reproxy_client(cached_app, ReproxyCache(clock=clock))
+    client.get("/obj")
+    clock.now += 59
+    client.get("/obj")
+    clock.now += 1
+    client.get("/obj")
+    assert cached_app.calls == ["GET /obj", "GET /obj"]
+
+
+def test_middleware_never_caches_post(cached_app: CountingApp) -> None:
+    cache = ReproxyCache()
+    client = reproxy_client(cached_app, cache)
+    client.post("/obj")
+    client.post("/obj")
+    client.get("/obj")
+    assert cached_app.calls == ["POST /obj", "POST /obj", "GET /obj"]
+    assert cache.stats.entries == 1  # only the GET was remembered
+
+
+def test_middleware_skips_the_cache_where_reproxy_is_off(
+    cached_app: CountingApp,
+) -> None:
+    cache = ReproxyCache()
+    client = reproxy_client(cached_app, cache, allow="Off")
+    for _ in range(2):
+        assert client.get("/obj").body == b"the app's own body"
+    assert cached_app.calls == ["GET /obj", "GET /obj"]
+    assert cache.stats.entries == 0
+
+
+def test_middleware_calls_the_app_for_an_evicted_entry(cached_app: CountingApp) -> None:
+    client = reproxy_client(cached_app, ReproxyCache(max_entries=1))
+    for path in ("/a", "/b", "/a", "/a"):
+        client.get(path)
+    assert cached_app.calls == ["GET /a", "GET /b", "GET /a"]
+
+
+def test_middleware_does_not_cache_a_failed_reproxy(refused_url: str) -> None:
+    app = CountingApp([("X-Reproxy-Url", refused_url), ("X-Reproxy-Cache-For", "60")])
+    client = reproxy_client(app, ReproxyCache())
+    client.get("/obj", status=502)
+    client.get("/obj", status=502)
+    assert app.calls == ["GET /obj", "GET /obj"]
+
+
+def test_an_empty_cache_is_truthy() -> None:
+    # The middleware writes ``cache or None``; an empty cache must survive it.
+    assert ReproxyCache()

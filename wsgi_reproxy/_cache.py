@@ -279,9 +279,8 @@ class ReproxyCache:
             self._entries.clear()
             self._bytes = 0
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
+    # No __len__ on purpose: an empty cache must stay truthy, since callers
+    # write ``cache or None``.  Use ``stats.entries``.
 
     @property
     def stats(self) -> CacheStats:
