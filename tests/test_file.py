@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import sys
@@ -533,7 +534,9 @@ class QuietHandler(WSGIRequestHandler):
 def wsgiref_url(tree: Path) -> Iterator[str]:
     app = file_app(str(tree / "files/hello.txt"), tree / "files")
     server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield f"127.0.0.1:{server.server_port}"
@@ -567,3 +570,122 @@ def test_wsgiref_file_wrapper_sends_exactly_the_range(
     assert head.split(b" ", 2)[1] == str(status).encode()
     assert f"Content-Length: {len(body)}".encode() in head
     assert got == body
+
+
+# -- through ReproxyMiddleware --------------------------------------------------
+
+
+def middleware_client(tree: Path, conf: str, file: str) -> webtest.TestApp:
+    from wsgi_reproxy import ReproxyMiddleware, parse_config
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        start_response(
+            "200 OK",
+            [
+                ("X-Reproxy-File", str(tree / file)),
+                ("Cache-Control", "max-age=60"),
+                ("Content-Type", "text/html; charset=utf-8"),
+            ],
+        )
+        return [b"the app's own body"]
+
+    config = parse_config(conf.format(root=tree / "files"))
+    return webtest.TestApp(ReproxyMiddleware(app, config))
+
+
+def test_middleware_serves_the_file_with_ranges_and_preserved_headers(
+    tree: Path,
+) -> None:
+    conf = "AllowReproxy On\nReproxyFileRoot {root}\nPreserveHeaders Cache-Control\n"
+    client = middleware_client(tree, conf, "files/hello.txt")
+    response = client.get("/x", headers={"Range": "bytes=4-"}, status=206)
+    assert response.body == DATA[4:]
+    assert response.headers["Cache-Control"] == "max-age=60"
+    # the app's Content-Type wins over the guess (issue 5)
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "X-Reproxy-File" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("conf", "path"),
+    [
+        pytest.param("AllowReproxy On\n", "/x", id="no-root-configured"),
+        pytest.param(
+            "AllowReproxy On\n<Location /public>\nReproxyFileRoot {root}\n</Location>\n",
+            "/private/x",
+            id="root-only-in-another-location",
+        ),
+        pytest.param(
+            "AllowReproxy On\nReproxyFileRoot {root}/sub\n", "/x", id="outside-root"
+        ),
+    ],
+)
+def test_middleware_refuses_with_404(tree: Path, conf: str, path: str) -> None:
+    client = middleware_client(tree, conf, "files/hello.txt")
+    response = client.get(path, status=404)
+    assert response.body == b"404 Not Found\n"
+
+
+def test_middleware_serves_where_the_location_sets_a_root(tree: Path) -> None:
+    conf = "AllowReproxy On\n<Location /public>\nReproxyFileRoot {root}\n</Location>\n"
+    client = middleware_client(tree, conf, "files/hello.txt")
+    assert client.get("/public/x").body == DATA
+
+
+# -- under gunicorn: wsgi.file_wrapper and sendfile from an offset ---------------
+
+GUNICORN_APP = """
+import http.client
+import os
+
+def app(environ, start_response):
+    start_response("200 OK", [("X-Reproxy-File", os.environ["FILE_TO_SERVE"])])
+    return [b"the app's own body"]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "gunicorn_args",
+    [pytest.param([], id="sync"), pytest.param(["--threads", "4"], id="gthread")],
+)
+def test_gunicorn_sendfile_serves_whole_file_and_ranges(
+    tmp_path: Path, gunicorn_args: list[str]
+) -> None:
+    from _processes import Command, gunicorn_quiet_options
+
+    root = tmp_path / "root"
+    root.mkdir()
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    (root / "big.bin").write_bytes(data)
+    (tmp_path / "fileapp.py").write_text(GUNICORN_APP)
+    conf = tmp_path / "reproxy.conf"
+    conf.write_text(f"AllowReproxy On\nReproxyFileRoot {root}\n")
+    args = ["serve", str(conf), "fileapp:app", "--bind", "127.0.0.1:0", "--"]
+    env = {"FILE_TO_SERVE": str(root / "big.bin")}
+    with Command(
+        [*args, *gunicorn_quiet_options(), *gunicorn_args],
+        tmp_path,
+        cwd=tmp_path,
+        env=env,
+    ) as server:
+        cases = [
+            ("GET", None, 200, data),
+            ("GET", "bytes=1000000-2999999", 206, data[1000000:3000000]),
+            ("GET", "bytes=-7", 206, data[-7:]),
+            ("HEAD", "bytes=10-19", 206, b""),
+        ]
+        for method, range_, status, body in cases:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            try:
+                conn.request(method, "/f", headers={"Range": range_} if range_ else {})
+                response = conn.getresponse()
+                got = response.read()
+                assert (response.status, len(got)) == (status, len(body)), range_
+                assert got == body, range_
+                if method == "HEAD":
+                    assert response.getheader("Content-Length") == "10"
+                # one Date header, the server's own
+                assert len(response.msg.get_all("Date") or []) == 1
+            finally:
+                conn.close()
