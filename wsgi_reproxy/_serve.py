@@ -19,6 +19,7 @@ for the ``gunicorn`` command.  gunicorn is the ``serve`` extra: without it,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -126,11 +127,13 @@ def _serve_command(args: argparse.Namespace) -> int:
         app: WSGIApplication = util.import_app(app_uri)
         return app
 
+    options = _gunicorn_options(args)
     run_gunicorn(
-        _gunicorn_options(args),
+        options,
         load_app,
         config,
         proc_name=app_uri,
+        argv=["serve", args.conf, app_uri, "--", *options],
     )
     return 0
 
@@ -174,6 +177,7 @@ def run_gunicorn(
     *,
     proc_name: str = "wsgi-reproxy",
     settings: Mapping[str, object] | None = None,
+    argv: Sequence[str] | None = None,
 ) -> None:
     """Run gunicorn in this process until it stops (it exits via ``SystemExit``).
 
@@ -186,10 +190,15 @@ def run_gunicorn(
     :param settings: gunicorn settings applied last (server hooks, for the
         demo), overriding options and config files; names this gunicorn
         version does not know are skipped.
+    :param argv: the ``wsgi-reproxy`` arguments that start this server again;
+        with a gevent worker class, the process re-executes itself with them
+        after monkey-patching first (see :func:`_gevent_reexec`).
     """
     from gunicorn.app.base import Application
 
     from ._middleware import ReproxyMiddleware
+
+    start_dir = os.getcwd()
 
     class _ReproxyApplication(Application):  # type: ignore[misc]
         """gunicorn's ``WSGIApplication`` with our argv and a wrapped app."""
@@ -227,8 +236,46 @@ def run_gunicorn(
             # The config file may have changed the directory (gunicorn does
             # the same); it also puts that directory on sys.path.
             self.chdir()
+            if argv is not None:
+                _gevent_reexec(str(self.cfg.worker_class_str), argv, start_dir)
 
         def load(self) -> WSGIApplication:
             return ReproxyMiddleware(load_app(), config)
 
     _ReproxyApplication().run()
+
+
+#: What a re-executed gevent server runs: patch before anything imports ssl.
+_GEVENT_BOOT = (
+    "from gevent import monkey; monkey.patch_all(); import sys; "
+    "from wsgi_reproxy.__main__ import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def _gevent_reexec(worker_class: str, argv: Sequence[str], cwd: str) -> None:
+    """Restart this process with gevent's monkey-patching done first.
+
+    gunicorn's gevent worker patches after the fork, but this process has
+    already imported urllib3 (and through it ``ssl``), so urllib3 would keep
+    unpatched, blocking TLS objects -- gevent warns "Monkey-patching ssl after
+    ssl has already been imported may lead to incorrect behaviour".  Plain
+    ``gunicorn -k gevent`` avoids this by importing the app only in the
+    worker; we load the config up front, so we start again, patched, with
+    the same arguments.  Nothing happens once patched or when gevent is
+    missing (gunicorn then reports the worker class error itself).
+
+    :param cwd: the directory the command started in; gunicorn's ``--chdir``
+        has moved us since, and *argv* may hold paths relative to it.
+    """
+    if "gevent" not in worker_class.lower():
+        return
+    try:
+        from gevent import monkey  # type: ignore[import-untyped]
+    except ImportError:
+        return
+    if monkey.is_module_patched("socket"):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.chdir(cwd)
+    os.execv(sys.executable, [sys.executable, "-c", _GEVENT_BOOT, *argv])

@@ -1,0 +1,212 @@
+"""``wsgi-reproxy serve``: argument handling in-process, real gunicorn in a
+subprocess (sync, gthread and gevent workers) serving ``examples/flask``."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import urllib3
+from _processes import Command, gunicorn_quiet_options
+
+from wsgi_reproxy.__main__ import build_parser, main
+from wsgi_reproxy._serve import _gunicorn_options
+from wsgi_reproxy._storage import StorageNode, closed_port_url, generated_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+FLASK_EXAMPLE = ROOT / "examples" / "flask"
+
+#: What examples/flask/app.py's FILES point at on the storage nodes.
+STORED = {
+    "dev1/0/000/042.fid": generated_bytes(3 * 1024 * 1024 + 17, "report.pdf"),
+    "dev1/0/000/043.fid": generated_bytes(200 * 1024, "holiday.jpg"),
+}
+REPORT = STORED["dev1/0/000/042.fid"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param(["c", "a"], [], id="nothing-to-pass"),
+        pytest.param(
+            ["--bind", "127.0.0.1:9", "--workers", "3", "--threads", "2", "c", "a"],
+            ["--bind", "127.0.0.1:9", "--workers", "3", "--threads", "2"],
+            id="own-flags-become-gunicorn-options",
+        ),
+        pytest.param(
+            ["c", "a", "--", "-k", "gevent", "--timeout", "5"],
+            ["-k", "gevent", "--timeout", "5"],
+            id="after-double-dash-passed-through",
+        ),
+        pytest.param(
+            ["c", "a", "--bind", "127.0.0.1:9", "--", "-k", "gevent"],
+            ["--bind", "127.0.0.1:9", "-k", "gevent"],
+            id="flags-after-app-then-double-dash",
+        ),
+        pytest.param(
+            ["--workers", "2", "c", "a", "--", "--workers", "5"],
+            ["--workers", "2", "--workers", "5"],
+            id="pass-through-comes-last-so-it-wins",
+        ),
+    ],
+)
+def test_command_line_maps_to_gunicorn_options(
+    argv: list[str], expected: list[str]
+) -> None:
+    args = build_parser().parse_args(["serve", *argv])
+    assert (args.conf, args.app) == ("c", "a")
+    assert _gunicorn_options(args) == expected
+
+
+def test_bad_config_exits_1_with_file_line_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "bad.conf"
+    conf.write_text("<Location />\n  AllowReproxy maybe\n</Location>\n")
+    # main() returning at all proves gunicorn never ran: its arbiter only
+    # ever leaves through SystemExit.
+    assert main(["serve", str(conf), "no_such_module:app"]) == 1
+    err = capsys.readouterr().err
+    assert f"{conf}:2: AllowReproxy must be On or Off" in err
+
+
+def test_missing_config_exits_1_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.conf"
+    assert main(["serve", str(missing), "no_such_module:app"]) == 1
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_without_gunicorn_says_how_to_install_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A None entry in sys.modules makes the import raise ImportError.
+    for name in [m for m in sys.modules if m.split(".")[0] == "gunicorn"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "gunicorn", None)
+    conf = str(FLASK_EXAMPLE / "reproxy.conf")
+    assert main(["serve", conf, "app:app"]) == 2
+    assert "pip install 'wsgi_reproxy[serve]'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bad_config_stops_the_real_command_before_gunicorn_starts(
+    tmp_path: Path,
+) -> None:
+    conf = tmp_path / "bad.conf"
+    conf.write_text("ReproxyTimeout soon\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "wsgi_reproxy", "serve", str(conf), "app:app"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=FLASK_EXAMPLE,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"{conf}:1: ")
+    assert "Starting gunicorn" not in done.stderr
+
+
+@pytest.fixture
+def storage() -> Iterator[StorageNode]:
+    with StorageNode(STORED) as node:
+        yield node
+
+
+@pytest.fixture
+def http() -> Iterator[urllib3.PoolManager]:
+    pool = urllib3.PoolManager(retries=False, timeout=30)
+    yield pool
+    pool.clear()
+
+
+def serve_flask_example(
+    tmp_path: Path, storage: StorageNode, *gunicorn_args: str
+) -> Command:
+    """``serve examples/flask/reproxy.conf app:app`` on a free port."""
+    return Command(
+        [
+            "serve",
+            str(FLASK_EXAMPLE / "reproxy.conf"),
+            "app:app",
+            "--bind",
+            "127.0.0.1:0",
+            "--",
+            *gunicorn_quiet_options(),
+            *gunicorn_args,
+        ],
+        tmp_path,
+        cwd=FLASK_EXAMPLE,
+        # A dead node first: every request fails over to the live one.
+        env={"STORAGE_NODES": f"{closed_port_url('')} {storage.base_url}"},
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("gunicorn_args", "worker_class", "stop_signal"),
+    [
+        # SIGTERM is the graceful stop (systemd's); gthread and gevent workers
+        # linger up to a keep-alive timeout on it, so they get SIGINT (quick).
+        pytest.param([], "sync", signal.SIGTERM, id="sync"),
+        pytest.param(["--threads", "4"], "gthread", signal.SIGINT, id="gthread"),
+        pytest.param(
+            ["--worker-class", "gevent"], "gevent", signal.SIGINT, id="gevent"
+        ),
+    ],
+)
+def test_worker_class_serves_reproxied_files(
+    tmp_path: Path,
+    storage: StorageNode,
+    http: urllib3.PoolManager,
+    gunicorn_args: list[str],
+    worker_class: str,
+    stop_signal: signal.Signals,
+) -> None:
+    with serve_flask_example(tmp_path, storage, *gunicorn_args) as server:
+        base = f"http://127.0.0.1:{server.port}/download"
+
+        def fetch(i: int) -> tuple[int, str, str]:
+            # Alternate the two files so requests overlap on both.
+            name, key = [
+                ("report.pdf", "dev1/0/000/042.fid"),
+                ("holiday.jpg", "dev1/0/000/043.fid"),
+            ][i % 2]
+            response = http.request("GET", f"{base}/{name}?token=alice-token")
+            digest = hashlib.sha256(response.data).hexdigest()
+            assert response.status == 200, response.data[:200]
+            return i, digest, hashlib.sha256(STORED[key]).hexdigest()
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            for i, got, want in pool.map(fetch, range(8)):
+                assert got == want, f"request {i}"
+
+        ranged = http.request(
+            "GET",
+            f"{base}/report.pdf?token=alice-token",
+            headers={"Range": "bytes=1000000-1000099"},
+        )
+        assert ranged.status == 206
+        assert ranged.data == REPORT[1000000:1000100]
+        assert ranged.headers["Content-Range"] == f"bytes 1000000-1000099/{len(REPORT)}"
+        assert ranged.headers["Content-Type"] == "application/pdf"
+
+        denied = http.request("GET", f"{base}/report.pdf?token=bob-token")
+        assert denied.status == 404
+        assert "X-Reproxy-Url" not in denied.headers
+
+        http.clear()
+        assert server.stop(stop_signal) == 0
+    log = server.stderr()
+    assert f"Using worker: {worker_class}" in log
+    # serve re-executes itself patched first for gevent (see _gevent_reexec).
+    assert "MonkeyPatchWarning" not in log
+    # Every reproxy reached the live node; the app never served a body.
+    assert len(storage.requests) == 9
