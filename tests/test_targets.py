@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 import urllib3.util
 
@@ -406,3 +408,33 @@ def test_split_urls(
     result = split_urls(values, limit)
     assert result == urls
     assert result.dropped == dropped
+
+
+# Pieces an attacker splices into URLs; hypothesis combines them.
+_PIECES = [
+    "allowed.example", "evil", ".", "..", "@", ":", "/", "\\", "%2e", "%2f", "%40",
+    "#", "?", "[", "]", "::1", "10.0.0.1", "7500", "*", "%", "A", "\t", " ", "\u3002",
+    "http://", "https://", "//", "0x7f", "%00",
+]  # fmt: skip
+
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@hypothesis.given(
+    st.lists(st.sampled_from(_PIECES), max_size=8),
+    st.lists(st.sampled_from(_PIECES), max_size=6),
+)
+def test_accepted_url_always_dials_an_allowed_host(
+    authority: list[str], rest: list[str]
+) -> None:
+    """Whatever the splice, an accepted URL's host per urllib3 is allowed."""
+    url = "http://" + "".join(authority) + "/" + "".join(rest)
+    settings = Settings(allow_targets=("http://allowed.example/", "http://10.0.0.*/"))
+    if check_url(url, settings, allow_userinfo=True) is not None:
+        return
+    parsed = urllib3.util.parse_url(url)
+    assert parsed.scheme == "http"
+    assert parsed.port in (None, 80)
+    host = (parsed.host or "").lower().rstrip(".")
+    assert host == "allowed.example" or (
+        host.startswith("10.0.0.") and host.count(".") == 3
+    ), url
