@@ -27,7 +27,7 @@ from typing import Any
 
 from . import report, servers
 from .measure import MeasureError, RssSampler, download, wrk
-from .procs import Procs
+from .procs import Procs, cpu_seconds
 
 BENCH_DIR = servers.BENCH_DIR
 
@@ -93,16 +93,14 @@ def start_all(args: argparse.Namespace, procs: Procs, work: Path) -> list[Any]:
     log(f"ports: {port}")
     S = servers.System
     storage = servers.start_storage(procs, work, port["storage"])
-    systems = [
-        S("direct", "direct (storage nginx)", port["storage"], storage, "", False)
-    ]
+    systems = [S("direct", "direct (storage)", port["storage"], storage, "", False)]
     backend = servers.start_backend(procs, port["backend"], env)
     pb = servers.start_perlbal(procs, work, port["perlbal"], port["backend"])
-    systems.append(S("perlbal", "perlbal 1.80", port["perlbal"], pb, "/ok"))
+    systems.append(S("perlbal", "perlbal", port["perlbal"], pb, "/ok", True, backend))
     ngx = servers.start_nginx_front(
         procs, work, port["nginx"], port["backend"], port["storage"], port["dead"]
     )
-    systems.append(S("nginx", "nginx (X-Accel-Redirect)", port["nginx"], ngx, "/ok"))
+    systems.append(S("nginx", "nginx", port["nginx"], ngx, "/ok", True, backend))
     why = None if args.without_wsgi_reproxy else wsgi_reproxy_ready()
     if args.without_wsgi_reproxy or why:
         log(f"wsgi_reproxy left out: {why or '--without-wsgi-reproxy'}")
@@ -110,9 +108,8 @@ def start_all(args: argparse.Namespace, procs: Procs, work: Path) -> list[Any]:
         for worker in ("sync", "gthread"):
             key = f"wr_{worker}"
             proc = servers.start_wsgi_reproxy(procs, key, port[key], worker, env)
-            label = f"wsgi_reproxy gunicorn {worker}"
+            label = f"wsgi_reproxy {worker}"
             systems.append(S(key, label, port[key], proc, "/ok"))
-    del backend
     procs.remember_workers()
     return systems
 
@@ -174,7 +171,10 @@ def main(argv: list[str]) -> int:
         log(f"100 MiB downloads, {plan['r100']} rounds")
 
         def dl100(s: Any) -> None:
+            pids = s.pids()
+            cpu0 = sum(cpu_seconds(p) for p in pids)
             d = download(s.url("100m"), expect_size=servers.FILES["100m"])
+            add(s.key, "cpu_ms_100m", (sum(cpu_seconds(p) for p in pids) - cpu0) * 1e3)
             add(s.key, "mib_s_100m", d.mib_s)
 
         rounds(plan["r100"], systems, dl100)
@@ -183,8 +183,11 @@ def main(argv: list[str]) -> int:
             log(f"1 GiB downloads with RSS sampling, {plan['r1g']} rounds")
 
             def dl1g(s: Any) -> None:
+                pids = s.pids()
+                cpu0 = sum(cpu_seconds(p) for p in pids)
                 with RssSampler(s.proc.tree) as rss:
                     d = download(s.url("1g"), expect_size=servers.FILES["1g"])
+                add(s.key, "cpu_s_1g", sum(cpu_seconds(p) for p in pids) - cpu0)
                 add(s.key, "mib_s_1g", d.mib_s)
                 add(s.key, "rss_growth_mib", rss.growth_mib)
 
@@ -195,12 +198,16 @@ def main(argv: list[str]) -> int:
         def wrk16(s: Any) -> None:
             for failover in (False, True) if s.failover else (False,):
                 sfx = "_failover" if failover else ""
+                pids = s.pids()
+                cpu0 = sum(cpu_seconds(p) for p in pids)
                 w = wrk(
                     s.url("1k", failover=failover),
                     connections=16,
                     threads=2,
                     seconds=plan["wrk_s"],
                 )
+                cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+                add(s.key, f"cpu_us{sfx}", cpu / w.requests * 1e6)
                 add(s.key, f"rps{sfx}", w.rps)
                 add(s.key, f"p50_ms{sfx}", w.p50_ms)
                 add(s.key, f"p99_ms{sfx}", w.p99_ms)

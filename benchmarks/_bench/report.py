@@ -20,14 +20,18 @@ REF = "wr_gthread"
 #: metric key -> (label, unit, higher is better)
 METRICS: dict[str, tuple[str, str, bool]] = {
     "mib_s_100m": ("100 MiB download", "MiB/s", True),
+    "cpu_ms_100m": ("100 MiB download, CPU", "ms", False),
     "mib_s_1g": ("1 GiB download", "MiB/s", True),
+    "cpu_s_1g": ("1 GiB download, CPU", "s", False),
     "rss_growth_mib": ("RSS growth, 1 GiB download", "MiB", False),
     "rps": ("1 KiB, 16 conns", "req/s", True),
     "p50_ms": ("1 KiB, 16 conns, p50", "ms", False),
     "p99_ms": ("1 KiB, 16 conns, p99", "ms", False),
+    "cpu_us": ("1 KiB, CPU per request", "µs", False),
     "rps_failover": ("1 KiB, dead first URL, 16 conns", "req/s", True),
     "p50_ms_failover": ("1 KiB, dead first URL, p50", "ms", False),
     "p99_ms_failover": ("1 KiB, dead first URL, p99", "ms", False),
+    "cpu_us_failover": ("1 KiB, dead first URL, CPU per request", "µs", False),
     "c1_p50_ms": ("1 KiB, 1 conn, p50", "ms", False),
     "c1_p50_ms_failover": ("1 KiB, dead first URL, 1 conn, p50", "ms", False),
     "failover_cost_ms": ("failover cost (1 conn p50 delta)", "ms", False),
@@ -225,18 +229,20 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
             "mib_s_100m",
             "mib_s_1g",
             "rss_growth_mib",
+            "cpu_s_1g",
+            "cpu_ms_100m",
             "rps",
+            "cpu_us",
             "rps_failover",
             "c1_p50_ms",
             "c1_p50_ms_failover",
-            "p99_ms",
         )
         if any(m in med.get(k, {}) for k in systems)
     ]
-    cols = 4
+    cols = 5
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False
+        rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False
     )
     colors = {
         "direct": "#999999",

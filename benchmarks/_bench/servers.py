@@ -52,6 +52,12 @@ class System:
     proc: Proc  # the serving process whose tree we measure (RSS)
     path_prefix: str  # "" for the storage node, "/ok" for reproxies
     failover: bool = True  # has a "/failover/" path
+    backend: Proc | None = None  # the app server behind it, if separate
+
+    def pids(self) -> list[int]:
+        """Every process serving this system's requests (CPU accounting)."""
+        extra = self.backend.tree() if self.backend else []
+        return self.proc.tree() + extra
 
     def url(self, name: str, *, failover: bool = False) -> str:
         prefix = "/failover" if failover else self.path_prefix
