@@ -252,8 +252,8 @@ class ReproxyMiddleware:
         # None: one lazily created PoolManager per process, bounded, rebuilt
         # after fork (SPEC §5); pass your own to tune sizes or TLS.
         pool: urllib3.PoolManager | None = None,
-        # 256 KiB: line rate on loopback in benchmarks/stream.py without big
-        # per-worker buffers.
+        # 1 MiB: the best throughput through gunicorn in benchmarks/stream.py
+        # (see _fetch.DEFAULT_CHUNK_SIZE); one such buffer per response.
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         # 16: a bounded fan-out per response (issue 4); perlbal had no limit.
         max_urls: int = 16,
