@@ -210,8 +210,10 @@ class UpstreamBody:
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         on_close: Callable[[int, bool], None] | None = None,
+        log: logging.Logger = logger,
     ) -> None:
         self._response = response
+        self._log = log
         self.url = url
         self.chunk_size = chunk_size
         self.bytes_sent = 0
@@ -229,7 +231,7 @@ class UpstreamBody:
             with upstream_errors(self.url, error=TruncatedBodyError):
                 data = self._response.read(self.chunk_size, decode_content=False)
         except TruncatedBodyError as exc:
-            logger.warning(
+            self._log.warning(
                 "reproxy body broke off after %d bytes: %s", self.bytes_sent, exc
             )
             raise
@@ -312,6 +314,7 @@ class Fetcher:
     :param pool: a :class:`urllib3.PoolManager` to use; ``None`` uses the
         lazily created process-wide one (:func:`default_pool`).
     :param chunk_size: bytes per body read (see :data:`DEFAULT_CHUNK_SIZE`).
+    :param log: where failed tries are logged (WARNING).
     """
 
     def __init__(
@@ -319,9 +322,11 @@ class Fetcher:
         pool: urllib3.PoolManager | None = None,
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        log: logging.Logger = logger,
     ) -> None:
         self._pool = pool
         self.chunk_size = chunk_size
+        self.log = log
 
     @property
     def pool(self) -> urllib3.PoolManager:
@@ -409,7 +414,9 @@ class Fetcher:
                 status=status,
                 reason=response.reason or "",
                 headers=list(response.headers.items()),
-                body=UpstreamBody(response, url, chunk_size=self.chunk_size),
+                body=UpstreamBody(
+                    response, url, chunk_size=self.chunk_size, log=self.log
+                ),
             )
 
     def open_first(
@@ -434,7 +441,7 @@ class Fetcher:
                     url, method, headers, settings, expected_size=expected_size
                 )
             except UpstreamError as exc:
-                logger.warning(
+                self.log.warning(
                     "reproxy target failed after %.3fs: %s",
                     time.monotonic() - started,
                     exc,

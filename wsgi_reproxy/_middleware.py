@@ -11,19 +11,26 @@ answers (SPEC §4)::
 
 from __future__ import annotations
 
-import http
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import urllib3
-from werkzeug.http import is_hop_by_hop_header
 
 from ._cache import ReproxyCache
-from ._fetch import DEFAULT_CHUNK_SIZE, Fetcher, Upstream
+from ._fetch import DEFAULT_CHUNK_SIZE, Fetcher
 from ._file import reproxy_file
+from ._headers import (
+    TRIGGER_HEADERS,
+    Headers,
+    client_headers,
+    forwarded_headers,
+    header_values,
+    is_reproxy_header,
+    status_line,
+)
 from ._resolver import load_config
 from ._settings import Settings
 from ._targets import check_url, split_urls
@@ -35,24 +42,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Headers = list[tuple[str, str]]
-
 #: environ key holding the request's resolved :class:`Settings`.
 SETTINGS_KEY = "wsgi_reproxy.settings"
-
-#: Headers of the app's response that ask for a reproxy (perlbal).
-TRIGGER_HEADERS = frozenset({"x-reproxy-url", "x-reproxy-file"})
-
-#: Never taken from the app by ``PreserveHeaders`` (SPEC §4.5): the body is
-#: the target's, so its framing headers must be the target's too.
-NEVER_PRESERVED = frozenset({"content-length", "content-range"})
-
-#: Request headers never forwarded even when listed: they describe the
-#: client's connection, not the object (RFC 9110 §7.6.1).
-_NEVER_FORWARDED = frozenset(
-    {"host", "content-length", "connection", "keep-alive", "te", "trailer",
-     "transfer-encoding", "upgrade"}
-)  # fmt: skip
 
 
 class SettingsSource(Protocol):
@@ -86,75 +77,6 @@ class ResponseCache(Protocol):
 FileResponder = Callable[
     ["WSGIEnvironment", Settings, str, Headers, "StartResponse"], "Iterable[bytes]"
 ]
-
-
-_OCTET_STREAM = "application/octet-stream"
-
-
-def is_reproxy_header(name: str) -> bool:
-    """``X-Reproxy-*`` headers never reach the client (SPEC §4.5, §4.8)."""
-    return name.lower().startswith("x-reproxy-")
-
-
-def header_values(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
-    """Every value of header *name* (any case), in order."""
-    name = name.lower()
-    return [value for key, value in headers if key.lower() == name]
-
-
-def forwarded_headers(environ: WSGIEnvironment, names: Sequence[str]) -> dict[str, str]:
-    """The client request headers in *names* that the target should see."""
-    out: dict[str, str] = {}
-    for name in names:
-        lower = name.lower()
-        if lower in _NEVER_FORWARDED:
-            continue
-        key = "CONTENT_TYPE" if lower == "content-type" else "HTTP_" + name.upper()
-        value = environ.get(key.replace("-", "_"))
-        if value is not None:
-            out[name] = value
-    return out
-
-
-def client_headers(
-    upstream: Upstream, app_headers: Headers, settings: Settings
-) -> Headers:
-    """The target's headers as the client gets them (SPEC §4.5).
-
-    Hop-by-hop headers go (PEP 3333), including those the target named in
-    its ``Connection`` header (RFC 9110 §7.6.1), and every ``X-Reproxy-*``.
-    Then each ``PreserveHeaders`` header the app sent replaces the target's,
-    with all its values exactly as the app wrote them.
-    """
-    listed = {
-        token.strip().lower()
-        for value in header_values(upstream.headers, "Connection")
-        for token in value.split(",")
-    }
-    headers = [
-        (name, value)
-        for name, value in upstream.headers
-        if not is_hop_by_hop_header(name)
-        and name.lower() not in listed
-        and not is_reproxy_header(name)
-    ]
-    keep = {
-        h.lower()
-        for h in settings.preserve_headers
-        if h.lower() not in NEVER_PRESERVED
-        and not is_hop_by_hop_header(h)
-        and not is_reproxy_header(h)
-    }
-    preserved = [(name, value) for name, value in app_headers if name.lower() in keep]
-    replaced = {name.lower() for name, _ in preserved}
-    headers = [h for h in headers if h[0].lower() not in replaced] + preserved
-    if upstream.status not in (204, 304) and not header_values(headers, "Content-Type"):
-        # PEP 3333 servers and validators want a Content-Type; RFC 9110 §8.3
-        # lets a recipient assume octet-stream.  The app's own type, when it
-        # sent one, is the better guess.
-        app_type = header_values(app_headers, "Content-Type")
-        headers.append(("Content-Type", app_type[0] if app_type else _OCTET_STREAM))
-    return headers
 
 
 def _close(iterable: Iterable[bytes]) -> None:
@@ -269,13 +191,13 @@ class ReproxyMiddleware:
             config = load_config(config)
         self.app = app
         self.config: SettingsSource = config
-        self.fetcher = Fetcher(pool, chunk_size=chunk_size)
+        self.logger = logger if logger is not None else logging.getLogger(__name__)
+        self.fetcher = Fetcher(pool, chunk_size=chunk_size, log=self.logger)
         self.max_urls = max_urls
         if cache is True:
             cache = ReproxyCache()
         self.cache: ResponseCache | None = cache or None
         self.file_responder = file_responder or self.serve_file
-        self.logger = logger if logger is not None else globals()["logger"]
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
@@ -384,7 +306,7 @@ class ReproxyMiddleware:
         upstream.body.on_close = log_transfer
         try:
             start_response(
-                _status_line(upstream.status, upstream.reason),
+                status_line(upstream.status, upstream.reason),
                 client_headers(upstream, app_headers, settings),
             )
         except BaseException:
@@ -445,12 +367,3 @@ class ReproxyMiddleware:
             ],
         )
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
-
-
-def _status_line(status: int, reason: str) -> str:
-    if not reason or not reason.isprintable():
-        try:
-            reason = http.HTTPStatus(status).phrase
-        except ValueError:
-            reason = "Unknown"
-    return f"{status} {reason}"
