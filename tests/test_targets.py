@@ -319,6 +319,19 @@ def test_bad_pattern_in_settings_refuses_every_url() -> None:
         ),
         pytest.param("http://h", "http://h/a%2fb", True, id="encoded-slash-ok-at-root"),
         pytest.param(
+            "http://h/dev/", "http://h/x/%2e%2e/dev/1", False, id="encoded-dot-dot-into"
+        ),
+        pytest.param("http://h/dev/", "http://h/dev/%2e/1", False, id="encoded-dot"),
+        pytest.param(
+            "http://h/", "http://h/x/%2e%2e/dev/1", True, id="encoded-dot-at-root"
+        ),
+        pytest.param(
+            "http://h/dev/", "http://h/x/../dev/1", True, id="plain-dot-dot-into"
+        ),
+        pytest.param(
+            "http://h/dev/", "http://h/dev/a%2eb", True, id="encoded-dot-in-name"
+        ),
+        pytest.param(
             "http://h/%7Euser/", "http://h/~user/x", True, id="unreserved-escape-same"
         ),
         pytest.param("https://h/", "http://h:443/", False, id="scheme-not-port"),

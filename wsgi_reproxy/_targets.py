@@ -36,8 +36,9 @@ raw strings.
   ``/devices``; ``/dev`` also matches ``/dev`` itself.  The URL path is
   normalised first (RFC 3986 §6.2.2: unreserved percent-escapes decoded,
   dot segments removed) and, under a non-root prefix, a URL path holding an
-  encoded ``/`` or ``\\`` never matches (a target that decodes them could
-  climb out of the prefix).
+  encoded ``/``, ``\\``, ``.`` or ``..`` segment never matches: targets
+  disagree on whether to decode them, so the URL could name a file outside
+  the prefix on one and inside on another.
 """
 
 from __future__ import annotations
@@ -67,40 +68,47 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 HostKind = Literal["name", "ipv4", "ipv6"]
 
-_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+# scheme ":" "//" authority path rest; the authority ends where urllib3's does.
+_URL_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):(//([^/?#]*)([^?#]*))?(.*)", re.S)
 # A DNS label as storage hosts spell them; "_" is allowed for container names.
 _LABEL_RE = re.compile(r"[a-z0-9_\-]+")
 _PATTERN_LABEL_RE = re.compile(r"[a-z0-9_\-*]+")
-_NUMERIC_LABEL_RE = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)")
-_PERCENT_RE = re.compile(r"%(.{0,2})")
+_NUMERIC_LABEL_RE = re.compile(r"0x[0-9a-f]*|[0-9]+")
+_ESCAPE_RE = re.compile(r"%(.{0,2})")
+_HEX = frozenset("0123456789abcdefABCDEF")
 _UNRESERVED = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 )
 # Encoded NUL, LF and CR: header-injection vectors for a target that decodes.
 _ENCODED_CONTROLS = ("%00", "%0A", "%0D")
-# Under a path prefix, a target that decodes these could leave the prefix.
-_ENCODED_SEPARATORS = ("%2F", "%5C")
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedUrl:
-    """A target URL, parsed and normalised for matching.
+    """A target URL (or pattern), parsed and normalised for matching.
 
     :param scheme: ``"http"`` or ``"https"``, lower case.
     :param host: lower case, one trailing dot stripped; an IPv6 address in its
         compressed form without brackets.
     :param host_kind: ``"name"``, ``"ipv4"`` or ``"ipv6"``.
-    :param port: explicit, the scheme's default when the URL has none.
+    :param port: explicit, the scheme's default when the URL has none;
+        ``None`` only for a pattern's ``:*``.
     :param path: normalised path, ``/`` when the URL has none.
+    :param plain_path: ``False`` when the raw path holds an encoded ``.``
+        or ``..`` segment or an encoded ``/`` or ``\\``, which targets read
+        differently (such a URL matches only a root prefix).
     :param userinfo: whether the URL carried ``user[:password]@``.
+    :param rest: the query and fragment, as written.
     """
 
     scheme: str
     host: str
     host_kind: HostKind
-    port: int
+    port: int | None
     path: str
-    userinfo: bool
+    plain_path: bool = True
+    userinfo: bool = False
+    rest: str = ""
 
 
 class SplitUrls(list[str]):
@@ -134,15 +142,15 @@ def split_urls(values: Sequence[str], limit: int = 16) -> SplitUrls:
 def _bad_char(url: str) -> str | None:
     for ch in url:
         code = ord(ch)
-        if code < 0x20 or code == 0x7F or 0x80 <= code <= 0x9F:
+        if code < 0x20 or 0x7F <= code <= 0x9F:
             return "control character in URL"
-        if ch.isspace() or ch == " ":
+        if ch.isspace():
             return "blank in URL"
         if code > 0x7F:
             # IDNA would fold look-alikes ("\uff0e" -> ".") after our check.
             return "non-ASCII character in URL"
         if ch == "\\":
-            # urllib3 ends the authority at "\"; browsers read it as "/".
+            # urllib3 ends the authority at a backslash; browsers read "/".
             return "backslash in URL"
     upper = url.upper()
     if any(code in upper for code in _ENCODED_CONTROLS):
@@ -150,19 +158,24 @@ def _bad_char(url: str) -> str | None:
     return None
 
 
-def _normalise_path(path: str) -> str:
+def _normalise_path(path: str) -> tuple[str, bool]:
     """RFC 3986 §6.2.2: decode unreserved escapes, upper-case the others,
-    then remove dot segments (§5.2.4).  Raises ``ValueError`` on a bad
-    escape."""
+    remove dot segments (§5.2.4).  Returns ``(path, plain)``; raises
+    ``ValueError`` on a bad escape."""
 
     def unescape(m: re.Match[str]) -> str:
-        hexpair = m.group(1)
-        if len(hexpair) != 2 or not all(c in "0123456789abcdefABCDEF" for c in hexpair):
+        pair = m.group(1)
+        if len(pair) != 2 or not _HEX.issuperset(pair):
             raise ValueError("bad percent-escape in path")
-        ch = chr(int(hexpair, 16))
-        return ch if ch in _UNRESERVED else "%" + hexpair.upper()
+        ch = chr(int(pair, 16))
+        return ch if ch in _UNRESERVED else "%" + pair.upper()
 
-    segments = (_PERCENT_RE.sub(unescape, path) or "/").split("/")[1:]
+    raw = (path or "/").split("/")[1:]
+    segments = [_ESCAPE_RE.sub(unescape, segment) for segment in raw]
+    plain = all(
+        (seg not in (".", "..") or seg == r) and "%2F" not in seg and "%5C" not in seg
+        for seg, r in zip(segments, raw, strict=True)
+    )
     out: list[str] = []
     for i, segment in enumerate(segments):
         if segment in (".", ".."):
@@ -172,27 +185,14 @@ def _normalise_path(path: str) -> str:
                 out.append("")  # "/a/b/.." is the directory "/a/"
         else:
             out.append(segment)
-    return "/" + "/".join(out)
-
-
-def _split_host_port(hostport: str) -> tuple[str, str | None]:
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        if end < 0:
-            raise ValueError("bad IPv6 literal")
-        rest = hostport[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise ValueError("bad host")
-        return hostport[: end + 1], (rest[1:] if rest else None)
-    host, sep, port = hostport.rpartition(":")
-    return (host, port) if sep else (hostport, None)
+    return "/" + "/".join(out), plain
 
 
 def _parse_host(host: str, *, pattern: bool) -> tuple[str, HostKind]:
     """Normalise a host; raises ``ValueError`` with a short reason."""
     if host.startswith("["):
         literal = host[1:-1]
-        if "*" in literal and pattern:
+        if pattern and "*" in literal:
             raise ValueError("'*' not allowed in an IPv6 literal")
         if "%" in literal:
             raise ValueError("zone id in IPv6 literal")
@@ -205,28 +205,25 @@ def _parse_host(host: str, *, pattern: bool) -> tuple[str, HostKind]:
     host = host.lower()
     if pattern and host == "*":
         return host, "name"
-    if host.endswith("."):
-        host = host[:-1]
+    host = host[:-1] if host.endswith(".") else host
     labels = host.split(".")
     label_re = _PATTERN_LABEL_RE if pattern else _LABEL_RE
-    if not host or not all(label_re.fullmatch(label) for label in labels):
+    if not all(label_re.fullmatch(label) for label in labels):
         raise ValueError("bad host")
+    if pattern and all(label == "*" or label.isdigit() for label in labels):
+        # An IPv4 glob: four decimal octets or "*", written canonically.
+        ok = len(labels) == 4 and all(
+            label == "*" or str(int(label)) == label and int(label) < 256
+            for label in labels
+        )
+        if "*" in host and not ok:
+            raise ValueError("bad IPv4 pattern (write 10.0.0.*)")
+        if "*" in host:
+            return host, "ipv4"
     # WHATWG URL "ends in a number": such a host is an IPv4 address or
     # nothing, and only the canonical dotted quad is accepted because
     # getaddrinfo() reads "010" as octal and "167772161" as 10.0.0.1.
-    numeric_tail = _NUMERIC_LABEL_RE.fullmatch(labels[-1]) is not None
-    if pattern and "*" in host:
-        if all(label == "*" or label.isdigit() for label in labels):
-            if len(labels) != 4 or not all(
-                label == "*" or (str(int(label)) == label and int(label) < 256)
-                for label in labels
-            ):
-                raise ValueError("bad IPv4 pattern (write 10.0.0.*)")
-            return host, "ipv4"
-        if numeric_tail:
-            raise ValueError("non-canonical IPv4 address")
-        return host, "name"
-    if numeric_tail:
+    if _NUMERIC_LABEL_RE.fullmatch(labels[-1]):
         try:
             return str(ipaddress.IPv4Address(host)), "ipv4"
         except ValueError:
@@ -234,47 +231,39 @@ def _parse_host(host: str, *, pattern: bool) -> tuple[str, HostKind]:
     return host, "name"
 
 
-def _parse(
-    url: str, *, pattern: bool
-) -> tuple[str, str, HostKind, int | None, str, bool, str]:
-    """Split *url* into (scheme, host, kind, port, path, userinfo, rest).
-
-    ``port`` is ``None`` only for a pattern's ``:*``.  Raises ``ValueError``.
-    """
-    m = _SCHEME_RE.match(url)
-    if m is None or not url[m.end() :].startswith("//"):
+def _parse(url: str, *, pattern: bool = False) -> ParsedUrl:
+    """Parse *url* (or a pattern); raises ``ValueError`` with a reason."""
+    m = _URL_RE.fullmatch(url)
+    if m is None or m.group(2) is None:
         raise ValueError("not absolute")
-    scheme = m.group(1).lower()
+    scheme, authority, path, rest = m.group(1).lower(), *m.group(3, 4, 5)
     if scheme not in DEFAULT_PORTS:
         raise ValueError(f"scheme {scheme!r} not allowed")
-    rest = url[m.end() + 2 :]
-    end = len(rest)
-    for delim in "/?#":
-        pos = rest.find(delim)
-        if 0 <= pos < end:
-            end = pos
-    authority, rest = rest[:end], rest[end:]
+    # urllib3 (like RFC 3986) ends userinfo at the *last* "@".
     userinfo, at, hostport = authority.rpartition("@")
-    host, port_text = _split_host_port(hostport)
+    host, port_text = hostport, None
+    if hostport.startswith("["):
+        end = hostport.find("]") + 1
+        if end == 0:
+            raise ValueError("bad IPv6 literal")
+        host, tail = hostport[:end], hostport[end:]
+        if tail and not tail.startswith(":"):
+            raise ValueError("bad host")
+        port_text = tail[1:] if tail else None
+    elif ":" in hostport:
+        host, _, port_text = hostport.rpartition(":")
     if not host:
         raise ValueError("no host")
-    norm_host, kind = _parse_host(host, pattern=pattern)
-    port: int | None
-    if port_text is None:
-        port = DEFAULT_PORTS[scheme]
-    elif pattern and port_text == "*":
+    host, kind = _parse_host(host, pattern=pattern)
+    port: int | None = DEFAULT_PORTS[scheme]
+    if pattern and port_text == "*":
         port = None
-    elif port_text.isdigit() and 0 < int(port_text) < 65536:
+    elif port_text is not None:
+        if not (port_text.isdigit() and 0 < int(port_text) < 65536):
+            raise ValueError("bad port")
         port = int(port_text)
-    else:
-        raise ValueError("bad port")
-    path_end = len(rest)
-    for delim in "?#":
-        pos = rest.find(delim)
-        if 0 <= pos < path_end:
-            path_end = pos
-    path = _normalise_path(rest[:path_end])
-    return scheme, norm_host, kind, port, path, bool(at), rest[path_end:]
+    norm_path, plain = _normalise_path(path)
+    return ParsedUrl(scheme, host, kind, port, norm_path, plain, bool(at), rest)
 
 
 def parse_url(url: str) -> ParsedUrl:
@@ -284,9 +273,7 @@ def parse_url(url: str) -> ParsedUrl:
     Character-level checks (control characters, blanks) are
     :func:`check_url`'s; call that for a full verdict.
     """
-    scheme, host, kind, port, path, userinfo, _ = _parse(url, pattern=False)
-    assert port is not None
-    return ParsedUrl(scheme, host, kind, port, path, userinfo)
+    return _parse(url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,8 +321,7 @@ class TargetPattern:
                     return False
         if not self.path:
             return True
-        upper = url.path.upper()
-        if any(sep in upper for sep in _ENCODED_SEPARATORS):
+        if not url.plain_path:
             return False
         return url.path == self.path or url.path.startswith(self.path + "/")
 
@@ -360,27 +346,27 @@ def compile_target(pattern: str) -> TargetPattern:
         reason = _bad_char(pattern)
         if reason is not None:
             raise ValueError(reason)
-        scheme, host, kind, port, path, userinfo, rest = _parse(pattern, pattern=True)
-        if userinfo:
+        parsed = _parse(pattern, pattern=True)
+        if parsed.userinfo:
             raise ValueError("userinfo not allowed")
-        if rest:
+        if parsed.rest:
             raise ValueError("query or fragment not allowed")
     except ValueError as exc:
         raise ValueError(
             f"bad ReproxyAllowTargets pattern {pattern!r}: {exc}"
         ) from None
-    any_host = host == "*"
+    host, kind = parsed.host, parsed.host_kind
     labels: tuple[re.Pattern[str], ...] | None = None
-    if not any_host and "*" in host:
+    if host != "*" and "*" in host:
         labels = tuple(_label_regex(label, kind) for label in host.split("."))
     return TargetPattern(
         text=pattern,
-        scheme=scheme,
-        host=None if any_host else host,
+        scheme=parsed.scheme,
+        host=None if host == "*" else host,
         host_kind=kind,
         labels=labels,
-        port=port,
-        path=path.rstrip("/"),
+        port=parsed.port,
+        path=parsed.path.rstrip("/"),
     )
 
 
