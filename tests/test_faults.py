@@ -285,7 +285,8 @@ class Rig:
         deadline = time.monotonic() + 3
         while open_fds() > self.fds and time.monotonic() < deadline:
             time.sleep(0.01)  # the server side closes once it sees our FIN
-        assert open_fds() == self.fds
+        # "<=": an unrelated descriptor (another test's leftover) may close.
+        assert open_fds() <= self.fds
 
 
 @pytest.fixture
