@@ -16,9 +16,9 @@ from wsgiref.validate import validator
 import pytest
 import urllib3
 import webtest
-from conftest import HELLO, FixedConfig, RawServer, TargetServer, make_bytes
+from conftest import HELLO, RawServer, TargetServer, make_bytes
 
-from wsgi_reproxy import ReproxyMiddleware, Settings
+from wsgi_reproxy import ReproxyMiddleware, parse_config
 from wsgi_reproxy._fetch import TruncatedBodyError
 
 APP_BODY = b"APP BODY MUST NOT LEAK"
@@ -85,17 +85,15 @@ class _AppIter:
         self.app.closed += 1
 
 
-def wrap(
-    app: Callable[..., Any], pool: urllib3.PoolManager, **settings: Any
-) -> ReproxyMiddleware:
-    settings.setdefault("allow_reproxy", True)
-    return ReproxyMiddleware(app, FixedConfig(Settings(**settings)), pool=pool)
+def wrap(app: Callable[..., Any], pool: Any, *lines: str) -> ReproxyMiddleware:
+    """The middleware over *app* with ``AllowReproxy On`` plus *lines* for
+    every URL, written as a user would write the config."""
+    text = "\n".join(["<Location />", "AllowReproxy On", *lines, "</Location>", ""])
+    return ReproxyMiddleware(app, parse_config(text), pool=pool)
 
 
-def client(
-    app: Callable[..., Any], pool: urllib3.PoolManager, **settings: Any
-) -> webtest.TestApp:
-    return webtest.TestApp(wrap(app, pool, **settings))
+def client(app: Callable[..., Any], pool: Any, *lines: str) -> webtest.TestApp:
+    return webtest.TestApp(wrap(app, pool, *lines))
 
 
 # -- the basic reproxy ---------------------------------------------------------
@@ -246,7 +244,7 @@ def test_second_url_served_when_first_fails(
     first = _first_urls(target, stalling_target, refused_url)[failure]
     app = App([("X-Reproxy-Url", f"{first} {target.url('/files/hello.txt')}")])
     with caplog.at_level(logging.WARNING, logger="wsgi_reproxy"):
-        res = client(app, pool, read_timeout=0.3).get("/")
+        res = client(app, pool, "ReproxyTimeout 5 0.3").get("/")
     assert res.status_int == 200
     assert res.body == HELLO
     assert any(
@@ -332,7 +330,7 @@ def test_all_failed_status_depends_on_last_failure(
 ) -> None:
     urls = _first_urls(target, stalling_target, refused_url)
     app = App([("X-Reproxy-Url", " ".join(urls[name] for name in order))])
-    res = client(app, pool, read_timeout=0.2).get("/", status=status)
+    res = client(app, pool, "ReproxyTimeout 5 0.2").get("/", status=status)
     assert res.body.startswith(str(status).encode())
 
 
@@ -345,22 +343,22 @@ def test_redirect_followed_within_max_redirects(
     target: TargetServer, pool: Any
 ) -> None:
     url = target.url("/redirect?to=" + target.url("/files/hello.txt"))
-    res = client(App([("X-Reproxy-Url", url)]), pool, max_redirects=1).get("/")
+    res = client(App([("X-Reproxy-Url", url)]), pool, "ReproxyMaxRedirects 1").get("/")
     assert res.body == HELLO
 
 
 def test_redirect_outside_allow_list_refused(target: TargetServer, pool: Any) -> None:
     url = target.url("/redirect?to=http://127.0.0.2:1/x")
     app = App([("X-Reproxy-Url", url)])
-    allow = (f"http://127.0.0.1:{target.port}/",)
-    res = client(app, pool, max_redirects=3, allow_targets=allow).get("/", status=502)
+    allow = f"ReproxyAllowTargets http://127.0.0.1:{target.port}/"
+    res = client(app, pool, "ReproxyMaxRedirects 3", allow).get("/", status=502)
     assert res.status_int == 502
 
 
 def test_url_outside_allow_list_never_fetched(target: TargetServer, pool: Any) -> None:
     before = len(target.seen)
     app = App([("X-Reproxy-Url", target.url("/files/hello.txt"))])
-    client(app, pool, allow_targets=("http://10.0.0.*:7500/",)).get("/", status=502)
+    client(app, pool, "ReproxyAllowTargets http://10.0.0.*:7500/").get("/", status=502)
     assert len(target.seen) == before
 
 
@@ -467,7 +465,7 @@ def test_preserve_headers(
     pool: Any,
 ) -> None:
     app = App([("X-Reproxy-Url", target.url("/hop")), *app_headers])
-    res = client(app, pool, preserve_headers=preserve).get("/")
+    res = client(app, pool, "PreserveHeaders " + " ".join(preserve)).get("/")
     for name, _ in expect:
         assert [(name, v) for v in res.headers.getall(name)] == [
             (n, v) for n, v in expect if n.lower() == name.lower()
@@ -489,7 +487,7 @@ def test_forward_headers_default_excludes_cookie(
 
 def test_forward_headers_listed_cookie_is_sent(target: TargetServer, pool: Any) -> None:
     app = App([("X-Reproxy-Url", target.url("/echo"))])
-    res = client(app, pool, forward_headers=("Cookie", "Host")).get(
+    res = client(app, pool, "ReproxyForwardHeaders Cookie Host").get(
         "/", headers={"Cookie": "s=1"}
     )
     seen = json.loads(res.body)["headers"]
@@ -573,7 +571,7 @@ def test_reproxying_off_passes_app_response_without_reproxy_headers(
             ("Content-Type", "text/plain"),
         ]
     )
-    res = client(app, pool, allow_reproxy=False).get("/")
+    res = client(app, pool, "AllowReproxy Off").get("/")
     assert res.body == APP_BODY
     assert [k for k in res.headers if k.lower().startswith("x-reproxy")] == []
     assert len(target.seen) == before
@@ -594,7 +592,9 @@ def test_proxy_capabilities_header(
 ) -> None:
     app = App([("Content-Type", "text/plain")])
     headers = {"X-Proxy-Capabilities": sent} if sent else {}
-    client(app, pool, allow_reproxy=allow).get("/", headers=headers)
+    client(app, pool, f"AllowReproxy {'On' if allow else 'Off'}").get(
+        "/", headers=headers
+    )
     assert app.environ.get("HTTP_X_PROXY_CAPABILITIES") == seen
 
 
@@ -637,7 +637,7 @@ def test_partial_read_frees_the_only_pool_slot(target: TargetServer) -> None:
     try:
         mw = ReproxyMiddleware(
             App([("X-Reproxy-Url", url)]),
-            FixedConfig(Settings(allow_reproxy=True, connect_timeout=2)),
+            parse_config("AllowReproxy On\nReproxyTimeout 2 30\n"),
             pool=tiny,
             chunk_size=64 * 1024,
         )
@@ -713,7 +713,7 @@ def test_validator_accepts_reproxied_responses(
 
 def test_validator_accepts_passthrough(pool: Any) -> None:
     app = App([("Content-Type", "text/plain"), ("X-Reproxy-Url", "http://x/")])
-    wrapped = validator(wrap(validator(app), pool, allow_reproxy=False))
+    wrapped = validator(wrap(validator(app), pool, "AllowReproxy Off"))
     assert webtest.TestApp(wrapped, lint=False).get("/").body == APP_BODY
 
 
@@ -721,3 +721,100 @@ def test_passthrough_returns_app_iterable_itself(pool: Any) -> None:
     app = App([("Content-Type", "text/plain")])
     result = wrap(app, pool)({"REQUEST_METHOD": "GET"}, _start)
     assert isinstance(result, _AppIter)
+
+
+# -- configuration and the extension seams -------------------------------------------
+
+
+def test_config_path_is_loaded(tmp_path: Any, target: TargetServer, pool: Any) -> None:
+    conf = tmp_path / "reproxy.conf"
+    conf.write_text("<Location /dl>\n    AllowReproxy On\n</Location>\n")
+    app = App([("X-Reproxy-Url", target.url("/files/hello.txt"))])
+    test_app = webtest.TestApp(ReproxyMiddleware(app, str(conf), pool=pool))
+    assert test_app.get("/dl/x").body == HELLO
+    assert test_app.get("/elsewhere").body == APP_BODY
+
+
+def test_cache_for_hit_skips_the_app(target: TargetServer, pool: Any) -> None:
+    app = App(
+        [
+            ("X-Reproxy-Url", target.url("/files/hello.txt")),
+            ("X-Reproxy-Cache-For", "60; Content-Disposition"),
+            ("Content-Disposition", "attachment"),
+        ]
+    )
+    test_app = client(app, pool, "PreserveHeaders Content-Disposition")
+    first = test_app.get("/cached")
+    second = test_app.get("/cached")
+    assert first.body == second.body == HELLO
+    assert second.headers["Content-Disposition"] == "attachment"
+    assert app.closed == 1  # the app ran once
+    assert "X-Reproxy-Cache-For" not in second.headers
+
+
+def test_cache_can_be_disabled(target: TargetServer, pool: Any) -> None:
+    app = App(
+        [
+            ("X-Reproxy-Url", target.url("/files/hello.txt")),
+            ("X-Reproxy-Cache-For", "60"),
+        ]
+    )
+    config = parse_config("AllowReproxy On\n")
+    test_app = webtest.TestApp(ReproxyMiddleware(app, config, pool=pool, cache=False))
+    test_app.get("/")
+    test_app.get("/")
+    assert app.closed == 2
+
+
+def test_reproxy_file_without_root_is_refused_as_404(
+    pool: Any, caplog: pytest.LogCaptureFixture, tmp_path: Any
+) -> None:
+    (tmp_path / "f.txt").write_bytes(b"secret")
+    app = App([("X-Reproxy-File", str(tmp_path / "f.txt"))])
+    with caplog.at_level(logging.WARNING, logger="wsgi_reproxy"):
+        res = client(app, pool).get("/", status=404)
+    assert b"secret" not in res.body and APP_BODY not in res.body
+    assert "X-Reproxy-File" not in res.headers
+    assert any("X-Reproxy-File" in r.getMessage() for r in caplog.records)
+
+
+def test_urls_past_max_urls_ignored_and_logged(
+    refused_url: str, target: TargetServer, pool: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    urls = " ".join([refused_url] * 2 + [target.url("/files/hello.txt")])
+    app = App([("X-Reproxy-Url", urls)])
+    mw = ReproxyMiddleware(
+        app, parse_config("AllowReproxy On\n"), pool=pool, max_urls=2
+    )
+    with caplog.at_level(logging.WARNING, logger="wsgi_reproxy"):
+        webtest.TestApp(mw).get("/", status=502)
+    assert any("1 URLs past max_urls=2" in r.getMessage() for r in caplog.records)
+
+
+def test_garbage_expected_size_ignored(
+    target: TargetServer, pool: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = App(
+        [
+            ("X-Reproxy-Url", target.url("/files/hello.txt")),
+            ("X-Reproxy-Expected-Size", "12kb"),
+        ]
+    )
+    with caplog.at_level(logging.WARNING, logger="wsgi_reproxy"):
+        assert client(app, pool).get("/").body == HELLO
+    assert any("'12kb' ignored" in r.getMessage() for r in caplog.records)
+
+
+def test_custom_logger_gets_every_line(
+    refused_url: str, target: TargetServer, pool: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    mine = logging.getLogger("myapp.reproxy")
+    urls = f"{refused_url} {target.url('/files/hello.txt')}"
+    app = App([("X-Reproxy-Url", urls)])
+    mw = ReproxyMiddleware(
+        app, parse_config("AllowReproxy On\n"), pool=pool, logger=mine
+    )
+    with caplog.at_level(logging.INFO, logger="myapp.reproxy"):
+        webtest.TestApp(mw).get("/")
+    names = {(r.name, r.levelname) for r in caplog.records}
+    assert names == {("myapp.reproxy", "WARNING"), ("myapp.reproxy", "INFO")}
