@@ -9,6 +9,12 @@ from typing import Any
 import pytest
 import urllib3
 from conftest import HELLO, RawServer, TargetServer, make_bytes
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    ProtocolError,
+    ReadTimeoutError,
+)
 
 from wsgi_reproxy import Settings, UpstreamError, _fetch
 from wsgi_reproxy._fetch import (
@@ -16,6 +22,7 @@ from wsgi_reproxy._fetch import (
     TruncatedBodyError,
     default_pool,
     expected_size_error,
+    upstream_errors,
 )
 
 SETTINGS = Settings(allow_reproxy=True, connect_timeout=1, read_timeout=0.3)
@@ -263,3 +270,39 @@ def test_empty_pool_wait_is_bounded(target: TargetServer) -> None:
             held.body.close()
     finally:
         tiny.clear()
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason", "timeout"),
+    [
+        pytest.param(
+            ConnectTimeoutError(None, "timed out"),
+            "connect timeout",
+            True,
+            id="connect",
+        ),
+        pytest.param(
+            MaxRetryError(None, "/", ReadTimeoutError(None, "/", "slow")),  # type: ignore[arg-type]
+            "read timeout",
+            True,
+            id="max-retry-unwrapped",
+        ),
+        pytest.param(
+            ProtocolError("Connection aborted.", OSError(104, "reset")),
+            "connection broken: Connection aborted.",
+            False,
+            id="protocol",
+        ),
+        pytest.param(TimeoutError("socket"), "timeout", True, id="socket-timeout"),
+        pytest.param(OSError(22, "weird"), "OSError", False, id="other-oserror"),
+    ],
+)
+def test_urllib3_exceptions_translated_at_one_boundary(
+    exc: Exception, reason: str, timeout: bool
+) -> None:
+    with pytest.raises(UpstreamError) as info, upstream_errors("http://t/"):
+        raise exc
+    assert info.value.url == "http://t/"
+    assert reason in info.value.reason
+    assert info.value.timeout is timeout
+    assert info.value.__cause__ is exc
