@@ -5,22 +5,26 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import urllib3
 from _processes import Command, gunicorn_quiet_options
 
+from wsgi_reproxy import ReproxyMiddleware, load_config
 from wsgi_reproxy.__main__ import build_parser, main
-from wsgi_reproxy._serve import _gunicorn_options
+from wsgi_reproxy._serve import _gevent_reexec, _gunicorn_options, make_application
 from wsgi_reproxy._storage import StorageNode, closed_port_url, generated_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASK_EXAMPLE = ROOT / "examples" / "flask"
+FLASK_CONFIG = load_config(FLASK_EXAMPLE / "reproxy.conf")
 
 #: What examples/flask/app.py's FILES point at on the storage nodes.
 STORED = {
@@ -62,6 +66,92 @@ def test_command_line_maps_to_gunicorn_options(
     args = build_parser().parse_args(["serve", *argv])
     assert (args.conf, args.app) == ("c", "a")
     assert _gunicorn_options(args) == expected
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory; gunicorn's chdir() edits sys.path."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
+    return tmp_path
+
+
+def _hello(environ: object, start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello"]
+
+
+def test_options_configure_gunicorn(isolated: Path) -> None:
+    options = ["--bind", "127.0.0.1:0", "--workers", "3", "--threads", "2"]
+    application = make_application(options, lambda: _hello, FLASK_CONFIG)
+    assert application.cfg.bind == ["127.0.0.1:0"]
+    assert application.cfg.workers == 3
+    assert application.cfg.threads == 2
+    assert application.cfg.proc_name == "wsgi-reproxy"
+
+
+def test_command_line_beats_environment_beats_config_file(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gunicorn's own precedence, which serve keeps.
+    conf = isolated / "gunicorn.conf.py"
+    conf.write_text("workers = 4\nkeepalive = 9\n")
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", "--workers 5 --timeout 7")
+    options = ["--config", str(conf), "--workers", "3"]
+    application = make_application(options, lambda: _hello, FLASK_CONFIG)
+    assert application.cfg.workers == 3
+    assert application.cfg.timeout == 7
+    assert application.cfg.keepalive == 9
+
+
+def test_settings_override_and_unknown_names_are_skipped(isolated: Path) -> None:
+    application = make_application(
+        ["--graceful-timeout", "30"],
+        lambda: _hello,
+        FLASK_CONFIG,
+        settings={"graceful_timeout": 3, "no_such_gunicorn_setting": 1},
+    )
+    assert application.cfg.graceful_timeout == 3
+
+
+def test_loaded_app_is_wrapped_in_the_middleware(isolated: Path) -> None:
+    application = make_application([], lambda: _hello, FLASK_CONFIG)
+    wrapped = application.load()
+    assert isinstance(wrapped, ReproxyMiddleware)
+    assert wrapped.app is _hello
+
+
+@pytest.mark.parametrize(
+    ("worker_class", "execs"),
+    [
+        pytest.param("sync", False, id="sync-runs-as-is"),
+        pytest.param("gthread", False, id="gthread-runs-as-is"),
+        pytest.param("gevent", True, id="gevent-restarts-patched"),
+        pytest.param("gunicorn.workers.ggevent.GeventWorker", True, id="gevent-path"),
+    ],
+)
+def test_gevent_worker_restarts_the_command_patched_first(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, worker_class: str, execs: bool
+) -> None:
+    calls: list[tuple[str, list[str], str]] = []
+
+    def fake_execv(path: str, args: list[str]) -> None:
+        calls.append((path, args, os.getcwd()))
+
+    monkeypatch.setattr(os, "execv", fake_execv)
+    start = str(isolated)
+    monkeypatch.chdir("/")  # as if gunicorn's --chdir had moved us
+    _gevent_reexec(worker_class, ["serve", "c", "a"], start)
+    if not execs:
+        assert calls == []
+        return
+    ((path, args, cwd),) = calls
+    assert path == sys.executable
+    assert args[1] == "-c"
+    assert args[2].startswith("from gevent import monkey; monkey.patch_all();")
+    assert args[3:] == ["serve", "c", "a"]
+    assert cwd == start
 
 
 def test_bad_config_exits_1_with_file_line_message(

@@ -181,6 +181,25 @@ def run_gunicorn(
 ) -> None:
     """Run gunicorn in this process until it stops (it exits via ``SystemExit``).
 
+    The parameters are :func:`make_application`'s.
+    """
+    application = make_application(
+        options, load_app, config, proc_name=proc_name, settings=settings, argv=argv
+    )
+    application.run()
+
+
+def make_application(
+    options: Sequence[str],
+    load_app: Callable[[], WSGIApplication],
+    config: Config,
+    *,
+    proc_name: str = "wsgi-reproxy",
+    settings: Mapping[str, object] | None = None,
+    argv: Sequence[str] | None = None,
+) -> Any:
+    """A configured gunicorn ``Application``; its ``run()`` starts the server.
+
     :param options: gunicorn command-line options, parsed by gunicorn itself.
     :param load_app: returns the application; called in each worker (or in
         the arbiter with ``--preload``).  Its result is wrapped in
@@ -242,7 +261,7 @@ def run_gunicorn(
         def load(self) -> WSGIApplication:
             return ReproxyMiddleware(load_app(), config)
 
-    _ReproxyApplication().run()
+    return _ReproxyApplication()
 
 
 #: What a re-executed gevent server runs: patch before anything imports ssl.
