@@ -16,7 +16,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import TargetServer, make_bytes
@@ -52,6 +52,13 @@ CONFIG = '''
 </Location>
 '''
 app = ReproxyMiddleware(flask_app, parse_config(CONFIG))
+
+if os.environ.get("WARM_POOL"):
+    # With --preload this runs in the arbiter: its process-wide pool now
+    # holds a keep-alive connection that every forked worker inherits.
+    from wsgi_reproxy._fetch import default_pool
+
+    default_pool().request("GET", f"{TARGET}/files/hello.txt")
 """
 
 _LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
@@ -65,17 +72,21 @@ def big_file(target: TargetServer) -> tuple[str, str]:
     return "50m.bin", hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture(params=["sync", "gthread"])
+@pytest.fixture(scope="module", params=["sync", "gthread", "gthread-preload"])
 def gunicorn(
-    request: pytest.FixtureRequest, tmp_path: Path, target: TargetServer
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    target: TargetServer,
 ) -> Iterator[int]:
     """gunicorn serving the wrapped Flask app; yields its port.
 
     gunicorn binds ``127.0.0.1:0`` and logs the port it got; the whole
     process group is killed in ``finally`` whatever happens.
     """
+    tmp_path = tmp_path_factory.mktemp("gunicorn")
     (tmp_path / "reproxy_app.py").write_text(textwrap.dedent(APP_MODULE))
     log = tmp_path / "gunicorn.log"
+    worker, _, preload = request.param.partition("-")
     args = [
         sys.executable,
         "-m",
@@ -83,19 +94,22 @@ def gunicorn(
         "--bind",
         "127.0.0.1:0",
         "--worker-class",
-        request.param,
+        worker,
         "--workers",
-        "1",
+        "2" if preload else "1",
         # gunicorn turns "sync" into "gthread" when threads > 1.
         "--threads",
-        "1" if request.param == "sync" else "4",
+        "1" if worker == "sync" else "4",
         "--chdir",
         str(tmp_path),
         "--log-level",
         "info",
+        *(["--preload"] if preload else []),
         "reproxy_app:app",
     ]
     env = {**os.environ, "REPROXY_TARGET": target.url("")}
+    if preload:
+        env["WARM_POOL"] = "1"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             args,
@@ -183,3 +197,23 @@ def test_range_request_through_gunicorn(
     with (target.root / name).open("rb") as f:
         f.seek(100)
         assert body == f.read(100)
+
+
+def test_parallel_downloads_each_get_their_own_connection(
+    gunicorn: int, target: TargetServer
+) -> None:
+    """Eight concurrent 1 MiB downloads; after ``--preload`` a connection
+    inherited from the arbiter would interleave two workers' responses."""
+    expected = (target.root / "1m.bin").read_bytes()
+
+    def fetch(_: int) -> bytes:
+        conn = http.client.HTTPConnection("127.0.0.1", gunicorn, timeout=30)
+        try:
+            conn.request("GET", "/download/1m.bin")
+            return conn.getresponse().read()
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        bodies = list(pool.map(fetch, range(16)))
+    assert all(body == expected for body in bodies)
