@@ -296,6 +296,8 @@ def test_worker_class_serves_reproxied_files(
         assert server.stop(stop_signal) == 0
     log = server.stderr()
     assert f"Using worker: {worker_class}" in log
+    # Reproxy lines reach gunicorn's error log (share_gunicorn_log).
+    assert log.count(f"{storage.base_url}/dev1/") >= 9, log
     # serve re-executes itself patched first for gevent (see _gevent_reexec).
     assert "MonkeyPatchWarning" not in log
     # Every reproxy reached the live node; the app never served a body.

@@ -19,6 +19,7 @@ for the ``gunicorn`` command.  gunicorn is the ``serve`` extra: without it,
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -259,7 +260,10 @@ def make_application(
                 _gevent_reexec(str(self.cfg.worker_class_str), argv, start_dir)
 
         def load(self) -> WSGIApplication:
-            return ReproxyMiddleware(load_app(), config)
+            app = load_app()
+            # After the app: its own logging setup, if any, comes first.
+            share_gunicorn_log()
+            return ReproxyMiddleware(app, config)
 
     return _ReproxyApplication()
 
@@ -298,3 +302,27 @@ def _gevent_reexec(worker_class: str, argv: Sequence[str], cwd: str) -> None:
     sys.stderr.flush()
     os.chdir(cwd)
     os.execv(sys.executable, [sys.executable, "-c", _GEVENT_BOOT, *argv])
+
+
+def share_gunicorn_log() -> None:
+    """Send ``wsgi_reproxy``'s log lines to gunicorn's error log.
+
+    The library only logs (one INFO line per reproxy, WARNING per failed
+    target) and never configures logging, and its package logger has a
+    ``NullHandler``, so without configuration even warnings would vanish.
+    When nothing configured logging (the root logger has no handler: no
+    ``--log-config``, no ``logging.basicConfig`` or Django ``LOGGING`` in the
+    app), ``serve`` attaches gunicorn's error-log handlers and level
+    (``--log-level``, ``--error-logfile``) to the ``wsgi_reproxy`` logger, as
+    gunicorn does for its own messages.  Otherwise it leaves logging alone.
+    """
+    if logging.getLogger().handlers:
+        return
+    ours = logging.getLogger("wsgi_reproxy")
+    errors = logging.getLogger("gunicorn.error")
+    if not errors.handlers:
+        return
+    for handler in errors.handlers:
+        if handler not in ours.handlers:
+            ours.addHandler(handler)
+    ours.setLevel(errors.level)
