@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from wsgi_reproxy import Config, ConfigError, Settings, load_config, parse_config
 from wsgi_reproxy._config import parse_text
 from wsgi_reproxy._records import ParsedConfig, Section
-from wsgi_reproxy._resolver import _glob_regex, _regex_prefix
-from wsgi_reproxy._settings import Overrides
+from wsgi_reproxy._resolver import Entry, _fold, _glob_regex, _regex_prefix
+from wsgi_reproxy._settings import DEFAULT_SETTINGS, Overrides
 
 
 def environ(path: str = "/", host: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -695,7 +695,7 @@ def test_glob_translation(glob: str, name: str, expected: bool) -> None:
 text_values = st.text(st.characters(codec="latin-1"), max_size=40)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     path=text_values,
     script=text_values,
@@ -716,7 +716,7 @@ def test_resolve_never_raises(
     env["wsgi.url_scheme"] = scheme
     if filename is not None:
         env["SCRIPT_FILENAME"] = filename
-    for config in (RANDOM_BASE, RANDOM_BASE.with_document_root(None)):
+    for config in (RANDOM_BASE, RANDOM_NO_ROOT):
         assert isinstance(config.resolve(env), Settings)
         assert isinstance(config.explain(env).sections, tuple)
 
@@ -731,28 +731,46 @@ RANDOM_BASE = parse_config(
     + section("Files", "[!a]*"),
     document_root="/srv/www",
 )
+RANDOM_NO_ROOT = RANDOM_BASE.with_document_root(None)
 
-segment = st.sampled_from(["a", "b", "ab", "c"])
-glob_segment = st.sampled_from(["a", "b", "*", "a*", "?", "[ab]", "[!a]b"])
+segment = st.sampled_from(["a", "b", "ab", "c", "a.b"])
+glob_segment = st.sampled_from(
+    ["a", "b", "*", "a*", "?", "[ab]", "[!a]b", "*.b", "a.*", "*.ab"]
+)
+path_segment = st.sampled_from(["a", "b", "ab", "c", "", "a.b", "x.ab", "c.b"])
 
 
 @st.composite
 def location(draw: st.DrawFn) -> tuple[str, str]:
-    kind = draw(st.sampled_from(["plain", "glob", "regex", "regex-end", "regex-any"]))
+    kind = draw(
+        st.sampled_from(["plain", "glob", "regex", "re-end", "re-any", "re-ext"])
+    )
     parts = draw(st.lists(glob_segment if kind == "glob" else segment, max_size=3))
     slash = draw(st.sampled_from(["", "/"]))
     body = "/" + "/".join(parts) + slash
-    if kind == "regex":
-        return "regex", "^" + body
-    if kind == "regex-end":
-        return "regex", "^" + body + "$"
-    if kind == "regex-any":
-        return "regex", body
+    if kind == "re-ext":
+        return "regex", draw(st.sampled_from([r"\.b$", r"a\.b$", r"\.(b|ab)$", "b$"]))
+    if kind.startswith("re"):
+        body = body.replace(".", r"\.")
+        return "regex", {"regex": "^" + body, "re-end": f"^{body}$"}.get(kind, body)
     return kind, body.replace("/", draw(st.sampled_from(["/", "//"])))
 
 
+files_pattern = st.one_of(
+    st.tuples(st.just("plain"), st.sampled_from(["a.b", "b", "x.ab", "c"])),
+    st.tuples(
+        st.just("glob"),
+        st.sampled_from(["*.b", "*.ab", "a.*", "?.b", "[!a]*", "*", "c*.b"]),
+    ),
+    st.tuples(
+        st.just("regex"),
+        st.sampled_from([r"\.b$", "^a", "b$", r"\.ab$", r"(?i)\.B$", r"\.a|b$"]),
+    ),
+)
+
+
 def oracle(kind: str, pattern: str, path: str) -> bool:
-    """Apache's rules, written out plainly, one section at a time."""
+    """Apache's rules for a <Location>, written out plainly, one at a time."""
     merged = re.sub("/+", "/", path)
     pattern = re.sub("/+", "/", pattern) if kind != "regex" else pattern
     if kind == "regex":
@@ -769,22 +787,65 @@ def oracle(kind: str, pattern: str, path: str) -> bool:
     )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def files_oracle(kind: str, pattern: str, path: str) -> bool:
+    """Apache's rules for a <Files>: the last segment of the path."""
+    name = re.sub("/+", "/", path).rsplit("/", 1)[1]
+    if kind == "regex":
+        return re.search(pattern, name) is not None
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    sections=st.lists(location(), min_size=1, max_size=12),
-    path=st.lists(st.sampled_from(["a", "b", "ab", "c", ""]), max_size=5).map(
-        lambda parts: "/" + "/".join(parts)
-    ),
+    locations=st.lists(location(), max_size=12),
+    files=st.lists(files_pattern, max_size=6),
+    path=st.lists(path_segment, max_size=5).map(lambda parts: "/" + "/".join(parts)),
 )
 def test_index_agrees_with_testing_every_section(
-    sections: list[tuple[str, str]], path: str
+    locations: list[tuple[str, str]], files: list[tuple[str, str]], path: str
 ) -> None:
-    text = "".join(
-        f'<{"LocationMatch" if kind == "regex" else "Location"} "{pattern}">\n'
-        f"  ReproxyMaxRedirects {i}\n</Location{'Match' if kind == 'regex' else ''}>\n"
-        for i, (kind, pattern) in enumerate(sections)
-    )
-    config = parse_config(text)
-    found = [s.overrides.values[0][1] for s in config.explain(environ(path)).sections]
-    expected = [i for i, (k, p) in enumerate(sections) if oracle(k, p, path)]
+    blocks = []
+    for i, (kind, pattern) in enumerate(locations + files):
+        tag = "Location" if i < len(locations) else "Files"
+        tag += "Match" if kind == "regex" else ""
+        blocks.append(f'<{tag} "{pattern}">\n  ReproxyMaxRedirects {i}\n</{tag}>\n')
+    config = parse_config("".join(blocks), document_root="/")
+    explanation = config.explain(environ(path))
+    found = [s.overrides.values[0][1] for s in explanation.sections]
+    first = len(locations)
+    expected = [first + i for i, s in enumerate(files) if files_oracle(*s, path)]
+    expected += [i for i, s in enumerate(locations) if oracle(*s, path)]
     assert found == expected
+
+
+some_overrides = st.sampled_from(
+    [
+        Overrides(),
+        Overrides((("allow_reproxy", True),), (("allow_reproxy", "a:1"),)),
+        Overrides(
+            (("allow_reproxy", False), ("max_redirects", 2)),
+            (("allow_reproxy", "b:2"), ("max_redirects", "b:3")),
+        ),
+        Overrides((("preserve_headers", ("X-A",)),), (("preserve_headers", "c:4"),)),
+    ]
+)
+
+
+@given(
+    server=some_overrides,
+    sections=st.lists(some_overrides, max_size=6),
+    replace=st.booleans(),
+)
+def test_fold_equals_applying_each_section_in_turn(
+    server: Overrides, sections: list[Overrides], replace: bool
+) -> None:
+    base = server.apply(DEFAULT_SETTINGS)
+    entries = [
+        Entry(Section("location", "Location", "/", False, o, "f", 1, i), (3, i), bool)
+        for i, o in enumerate(sections)
+    ]
+    expected = base
+    for overrides in sections:
+        expected = overrides.apply(expected, replace=replace)
+    folded = _fold(base, entries, replace)
+    assert (folded, folded.origins) == (expected, expected.origins)
