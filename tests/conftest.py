@@ -74,6 +74,9 @@ class Seen:
 
 class _TargetHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like a storage node
+    # Headers and body go out in separate sends; with Nagle's algorithm and
+    # the client's delayed ACK every small response would wait 40 ms.
+    disable_nagle_algorithm = True
     server: TargetServer
     timeout = 10  # an idle keep-alive connection is dropped after this
 
