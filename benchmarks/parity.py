@@ -21,7 +21,7 @@ Run::
 It reuses the process, port and measurement helpers of the side-by-side
 benchmark (``benchmarks/_bench``: nginx storage node, ``wrk``, a raw-socket
 download client that checks status and length), stops every process it
-started by PID, and writes ``benchmarks/results/parity.{md,json}``.
+started by PID, and writes ``benchmarks/results/parity-WORKER.{md,json}``.
 
 The same file is gunicorn's application: ``parity:application`` is the
 middleware around :func:`app`, configured from the environment the driver
@@ -177,6 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 samples[key].append(res.rps)
                 log(f"round {r + 1}: {key:>20}: {res.rps:9.0f} req/s")
         results["rps"] = {k: median(v) for k, v in samples.items()}
+        results["rps_samples"] = samples
 
         # 2. MiB/s, 100 MiB: X-Reproxy-File against X-Reproxy-Url.
         mib_cases = {
@@ -195,6 +196,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 growth[key].append(rss.growth_mib)
                 log(f"round {r + 1}: {key:>20}: {d.mib_s:9.0f} MiB/s")
         results["mib_s"] = {k: median(v) for k, v in speeds.items()}
+        results["mib_s_samples"] = speeds
         results["rss_growth_mib"] = {k: max(v) for k, v in growth.items()}
     finally:
         procs.stop_all()
@@ -251,8 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args)
     text = report(args, results)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "parity.md").write_text(text)
-    (args.out / "parity.json").write_text(
+    (args.out / f"parity-{args.worker}.md").write_text(text)
+    (args.out / f"parity-{args.worker}.json").write_text(
         json.dumps(
             {"args": {k: str(v) for k, v in vars(args).items()}, **results}, indent=2
         )
