@@ -247,6 +247,9 @@ class UpstreamBody:
             return
         self._closed = True
         response = self._response
+        # Every byte of a Content-Length body arrived even if nobody asked
+        # for the empty read that ends the iteration.
+        self.complete = self.complete or response.length_remaining == 0
         try:
             if not self.complete:
                 # Unread bytes are still on the socket: the connection can't
