@@ -34,6 +34,14 @@ URL path
     segments removed as Apache's ``ap_getparents`` does before any section is
     walked, so ``/public/../private`` is matched as ``/private``.
 
+Merge order
+    The server's own directives, then the virtual host's, then the matching
+    sections: ``<Directory>`` (fewest path components first), then
+    ``<DirectoryMatch>``, then ``<Files>``/``<FilesMatch>`` (server level
+    first, then those nested in a matched ``<Directory>``), then
+    ``<Location>``/``<LocationMatch>``; file order within each group, and in
+    each group the main server's sections before the virtual host's.
+
 Filesystem path
     ``DocumentRoot`` joined with the URL path: the ``document_root`` argument
     wins over the virtual host's ``DocumentRoot``, which wins over the main
@@ -211,7 +219,7 @@ class Config:
         return Explanation(
             vhost=self._servers[server].vhost,
             sections=tuple(entry.section for entry in entries),
-            settings=self._settings_for(server, url_path, fs_path),
+            settings=_fold(self._servers[server].base, entries, self._replace),
             url_path=url_path,
             fs_path=fs_path,
             host=host,
