@@ -35,7 +35,7 @@ BENCH_DIR = servers.BENCH_DIR
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="benchmarks/run", description=__doc__)
     p.add_argument("--quick", action="store_true", help="development run")
-    p.add_argument("--rounds", type=int, help="rounds for 100 MiB (default 7)")
+    p.add_argument("--rounds", type=int, help="rounds for 100 MiB (default 9)")
     p.add_argument("--wrk-seconds", type=float, help="wrk duration (default 8)")
     p.add_argument("--no-1g", action="store_true", help="skip the 1 GiB phase")
     p.add_argument(
@@ -45,19 +45,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--note", default="", help="a line added to latest.md")
     p.add_argument(
+        "--from-json",
+        type=Path,
+        help="only rewrite latest.md/.png from this latest.json (no measuring)",
+    )
+    p.add_argument(
         "--out", type=Path, default=BENCH_DIR / "results", help="results directory"
     )
     args = p.parse_args(argv)
     if args.quick:
         plan = {"r100": 3, "r1g": 0, "rwrk": 2, "wrk_s": 3.0, "lat_s": 2.0}
     else:
-        plan = {"r100": 7, "r1g": 3, "rwrk": 5, "wrk_s": 8.0, "lat_s": 3.0}
+        plan = {"r100": 9, "r1g": 3, "rwrk": 5, "wrk_s": 8.0, "lat_s": 3.0}
     if args.rounds:
         plan["r100"] = args.rounds
     if args.wrk_seconds:
         plan["wrk_s"] = args.wrk_seconds
     if args.no_1g:
         plan["r1g"] = 0
+    plan["rc1"] = plan["rwrk"]
     args.plan = plan
     return args
 
@@ -133,6 +139,12 @@ def rounds(n: int, systems: list[Any], fn: Callable[[Any], None]) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+        if args.note:
+            results["note"] = args.note
+        write_results(results, args.out)
+        return 0
     plan = args.plan
     work = BENCH_DIR / ".work"
     work.mkdir(exist_ok=True)
@@ -227,7 +239,7 @@ def main(argv: list[str]) -> int:
                 )
                 add(s.key, f"c1_p50_ms{sfx}", w.p50_ms)
 
-        rounds(max(1, plan["rwrk"] - 2), reproxies, wrk1)
+        rounds(plan["rc1"], reproxies, wrk1)
     except (MeasureError, TimeoutError, OSError, subprocess.SubprocessError) as exc:
         traceback.print_exc()
         log(f"FAILED: {exc}; server logs are in {work / 'logs'}")
@@ -243,13 +255,17 @@ def main(argv: list[str]) -> int:
     results["medians"] = {
         s: {m: median(v) for m, v in metrics.items()} for s, metrics in raw.items()
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
-    report.write_markdown(results, args.out / "latest.md")
-    report.write_chart(results, args.out / "latest.png")
-    log(f"wrote {args.out / 'latest.md'} and latest.png in {results['seconds']:.0f} s")
-    print((args.out / "latest.md").read_text())
+    write_results(results, args.out)
     return 0
+
+
+def write_results(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    report.write_markdown(results, out / "latest.md")
+    report.write_chart(results, out / "latest.png")
+    log(f"wrote {out / 'latest.md'} and latest.png")
+    print((out / "latest.md").read_text())
 
 
 if __name__ == "__main__":

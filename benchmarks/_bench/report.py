@@ -60,9 +60,13 @@ def machine() -> dict[str, str]:
     import gunicorn
     import urllib3
 
-    commit = _run(
-        ["git", "-C", str(Path(__file__).parent), "log", "-1", "--format=%h %s"]
+    here = Path(__file__).resolve().parent
+    commit = _run(["git", "-C", str(here), "log", "-1", "--format=%h %s"])
+    dirty = _run(
+        ["git", "-C", str(here), "status", "--porcelain", "--", "../../wsgi_reproxy"]
     )
+    if dirty and dirty != "?":
+        commit += " (with uncommitted changes in wsgi_reproxy/)"
     return {
         "nproc": str(os.cpu_count()),
         "cpu": cpu,
@@ -152,7 +156,7 @@ def _goals(med: dict[str, dict[str, float]], systems: dict[str, str]) -> list[st
             else:
                 v = med.get(wr, {}).get(metric)
                 ok = v is not None and v < bound
-                shown = None if v is None else _fmt(v)
+                shown = None if v is None else f"{_fmt(v)} {METRICS[metric][1]}"
             cells.append(
                 "not measured" if shown is None else f"{shown} {'✅' if ok else '❌'}"
             )
@@ -175,7 +179,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         f"{plan['r100']} rounds (100 MiB), {plan['r1g']} (1 GiB), "
         f"{plan['rwrk']} wrk runs of {plan['wrk_s']:g} s (1 KiB, 16 connections, "
         "2 threads, keep-alive), "
-        f"{max(1, plan['rwrk'] - 2)} runs of {plan['lat_s']:g} s with one connection.",
+        f"{plan.get('rc1', max(1, plan['rwrk'] - 2))} runs of {plan['lat_s']:g} s "
+        "with one connection.",
         "",
         "Load average (1, 5, 15 min) before the run: "
         + ", ".join(f"{x:.2f}" for x in results["load_before"])
@@ -185,6 +190,15 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     ]
     if results.get("note"):
         out += ["", f"**Note:** {results['note']}"]
+    busy = max(results["load_before"][0], results["load_after"][0])
+    if busy > 0.5 * (os.cpu_count() or 1):
+        out += [
+            "",
+            f"**The machine was busy** (1-minute load average up to {busy:.1f} on "
+            f"{os.cpu_count()} CPUs): other work shared it during the run, so "
+            "absolute numbers are low and noisy; the CPU-time rows are the "
+            "steadier comparison.",
+        ]
     if any(k.startswith("wr_") for k in systems):
         out += ["", "## Goals", "", *_goals(med, systems)]
     out += ["", "## Medians", ""]
