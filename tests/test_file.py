@@ -19,6 +19,7 @@ import pytest
 from wsgi_reproxy._file import (
     FileResponse,
     Refusal,
+    _FileSlice,
     guess_type,
     reproxy_file,
     resolve_file,
@@ -689,3 +690,37 @@ def test_gunicorn_sendfile_serves_whole_file_and_ranges(
                 assert len(response.msg.get_all("Date") or []) == 1
             finally:
                 conn.close()
+
+
+def test_file_closed_when_the_file_wrapper_raises(tree: Path) -> None:
+    opened: list[Any] = []
+
+    def broken_wrapper(filelike: Any, blksize: int = 8192) -> Any:
+        opened.append(filelike)
+        raise RuntimeError("no wrapper today")
+
+    env = environ(**{"wsgi.file_wrapper": broken_wrapper})
+    with pytest.raises(RuntimeError):
+        serve_file(env, str(tree / "files/hello.txt"), [], ())
+    with pytest.raises(ValueError):
+        opened[0].fileno()  # closed
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "reads", "expected"),
+    [
+        pytest.param(0, 20, [-1], [DATA], id="whole"),
+        pytest.param(5, 8, [-1, -1], [DATA[5:8], b""], id="read-all-stops-at-end"),
+        pytest.param(5, 12, [4, 4, 4], [DATA[5:9], DATA[9:12], b""], id="sized-reads"),
+        pytest.param(18, 20, [100], [DATA[18:]], id="past-eof"),
+    ],
+)
+def test_file_slice_reads_only_its_span(
+    tree: Path, start: int, end: int, reads: list[int], expected: list[bytes]
+) -> None:
+    with open(tree / "files/hello.txt", "rb") as raw:
+        part = _FileSlice(raw, start, end)
+        assert part.seekable() and part.tell() == start
+        assert [part.read(n) for n in reads] == expected
+        assert part.seek(start) == start  # socket.sendfile seeks after sending
+        assert part.read() == DATA[start:end]

@@ -297,12 +297,26 @@ def serve_file(
         ``PreserveHeaders`` ones are taken from it).
     :param preserve_headers: ``settings.preserve_headers``.
     """
+    return _serve(environ, path, app_headers, preserve_headers, None)[0]
+
+
+def _serve(
+    environ: Mapping[str, Any],
+    path: str,
+    app_headers: Sequence[tuple[str, str]],
+    preserve_headers: Iterable[str],
+    expected: int | None,
+) -> tuple[FileResponse, str | None]:
     opened = _open(path)
     if isinstance(opened, Refusal):
-        return not_found()
+        return not_found(), opened.reason
     file, st = opened
+    if expected is not None and expected != st.st_size:
+        file.close()
+        reason = f"size {st.st_size} differs from X-Reproxy-Expected-Size {expected}"
+        return not_found(), reason
     try:
-        return _respond(environ, file, st, path, app_headers, preserve_headers)
+        return _respond(environ, file, st, path, app_headers, preserve_headers), None
     except BaseException:
         file.close()
         raise
@@ -342,19 +356,4 @@ def reproxy_file(
     expected = _expected_size(app_headers)
     if isinstance(expected, Refusal):
         return not_found(), expected.reason
-    opened = _open(resolved)
-    if isinstance(opened, Refusal):
-        return not_found(), opened.reason
-    file, st = opened
-    if expected is not None and expected != st.st_size:
-        file.close()
-        reason = f"size {st.st_size} differs from X-Reproxy-Expected-Size {expected}"
-        return not_found(), reason
-    try:
-        response = _respond(
-            environ, file, st, resolved, app_headers, settings.preserve_headers
-        )
-    except BaseException:
-        file.close()
-        raise
-    return response, None
+    return _serve(environ, resolved, app_headers, settings.preserve_headers, expected)
