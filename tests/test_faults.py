@@ -149,6 +149,13 @@ class FaultServer:
         elif path == "/stall-before-headers":
             _wait_for_eof(conn, self.stop)
             return False
+        elif path == "/trickle-headers":
+            # One byte every 50 ms: each recv() beats the read timeout.
+            for byte in _response("200 OK", BODY)[:24]:
+                if self.stop.wait(0.05):
+                    return False
+                conn.sendall(bytes([byte]))
+            return False
         elif path == "/overlong":
             # Content-Length says 16 KiB; 1 KiB more follows on the socket.
             conn.sendall(_response("200 OK", BODY) + b"X" * 1024)
@@ -354,6 +361,21 @@ def test_only_target_stalling_before_headers_is_504(rig: Rig) -> None:
     assert APP_BODY not in result.body
     assert "failed (504)" in rig.warnings()
     rig.assert_clean()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit: ReproxyTimeout READ bounds each recv(), not the whole"
+    " status line and headers, so a target trickling bytes holds the worker",
+)
+def test_target_trickling_headers_is_cut_off_by_a_deadline(rig: Rig) -> None:
+    rig.routes["/f"] = rig.url("/trickle-headers") + " " + rig.url("/ok")
+    started = time.monotonic()
+    result = call(rig.app(), "/f")
+    elapsed = time.monotonic() - started
+    rig.assert_clean()
+    assert result.body == BODY
+    assert elapsed < 0.9  # 3 x ReproxyTimeout READ; trickling lasts 1.2 s
 
 
 @pytest.mark.parametrize(
