@@ -5,11 +5,13 @@ Run::
     python benchmarks/resolver.py            # 10, 100, 1,000, 10,000 sections
     python benchmarks/resolver.py --quick    # fewer repeats
 
-Each config is a realistic mix: mostly plain ``<Location>``s and
-``<Directory>``s at depths 1 to 4, some wildcards, about 10% regexes (most
-anchored at a literal path, a few unanchored suffix tests) and a few
-``<Files>``.  Requests are a fixed set of varied paths: under configured
-prefixes, deeper than them, and unknown.
+Each config is a realistic mix of distinct sections: 48% plain
+``<Location>``s and 25% plain ``<Directory>``s at depths 1 to 4, 9% wildcard
+ones, 12% regexes (10% anchored at a literal path, 2% unanchored
+``\\.ext$`` tests) and 6% ``<Files>`` (names and ``*.ext`` globs), after a
+``<Location />``.  Requests are a fixed set of 2,000 varied paths drawn from
+the same vocabulary: some under configured prefixes, some deeper, some
+unknown, some with a configured file name or extension.
 
 Columns: load time (parse + index), resolve time without the cache (every
 call matches; this is the resolver's own cost), its ratio to the 10-section
@@ -37,24 +39,23 @@ WORDS = [
 ROOT = "/srv/www"
 
 
-def segment(rng: random.Random, i: int) -> str:
-    """A path segment: a common word, sometimes numbered to widen the tree."""
-    word = rng.choice(WORDS)
-    return word if rng.random() < 0.5 else f"{word}{i % 97}"
-
-
-def path(rng: random.Random, i: int, depth: int) -> str:
-    return "/" + "/".join(segment(rng, i + k) for k in range(depth))
+def path(rng: random.Random, depth: int) -> str:
+    """``/word/wordN/...``: a common first segment, then numbered ones."""
+    parts = [rng.choice(WORDS)]
+    parts += [f"{rng.choice(WORDS)}{rng.randrange(300)}" for _ in range(depth - 1)]
+    return "/" + "/".join(parts)
 
 
 def build_config_text(count: int, seed: int = 42) -> str:
-    """*count* sections in the mix described in the module docstring."""
+    """*count* distinct sections in the mix the module docstring describes."""
     rng = random.Random(seed)
     blocks = ["<Location />\n  AllowReproxy On\n</Location>\n"]
-    for i in range(count - 1):
+    seen: set[tuple[str, str]] = set()
+    i = 0
+    while len(blocks) < count:
+        i += 1
         roll = rng.random()
-        depth = rng.randint(1, 4)
-        p = path(rng, i, depth)
+        p = path(rng, rng.choice([1, 2, 2, 3, 3, 3, 4, 4]))
         if roll < 0.45:
             tag, arg = "Location", p + ("/" if rng.random() < 0.2 else "")
         elif roll < 0.70:
@@ -68,13 +69,16 @@ def build_config_text(count: int, seed: int = 42) -> str:
         elif roll < 0.89:
             tag, arg = "DirectoryMatch", f'"^{ROOT}{p}/[a-z]+/$"'
         elif roll < 0.91:
-            tag, arg = "LocationMatch", f'"\\.ext{i % 50}$"'
+            tag, arg = "LocationMatch", f'"\\.ext{i}$"'
         elif roll < 0.95:
             tag, arg = "Files", f"file{i}.txt"
         elif roll < 0.97:
-            tag, arg = "Files", f"*.ext{i % 50}"
+            tag, arg = "Files", f"*.ext{i}"
         else:
             tag, arg = "Location", f"{p}/item{i}"
+        if (tag, arg) in seen:  # a real config names each place once
+            continue
+        seen.add((tag, arg))
         blocks.append(f"<{tag} {arg}>\n  ReproxyMaxRedirects {i % 10}\n</{tag}>\n")
     return "".join(blocks)
 
@@ -83,11 +87,12 @@ def request_paths(count: int, seed: int = 7) -> list[str]:
     """Varied request paths; the same list for every config size."""
     rng = random.Random(seed)
     out = []
-    for i in range(count):
-        depth = rng.randint(1, 6)
-        p = path(rng, rng.randrange(1000), depth)
-        tail = rng.choice(["", "/", "/index.html", f"/{i}/thumb", f"/file{i}.txt"])
-        out.append(p + tail)
+    for _ in range(count):
+        n = rng.randrange(12_000)
+        tail = rng.choice(
+            ["", "/", "/index.html", f"/{n}/thumb", f"/file{n}.txt", f"/a.ext{n}"]
+        )
+        out.append(path(rng, rng.randint(1, 5)) + tail)
     return out
 
 
