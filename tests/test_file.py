@@ -410,6 +410,13 @@ def test_preserve_headers(
             "bad X-Reproxy-Expected-Size 'big'",
             id="expected-size-malformed",
         ),
+        pytest.param(
+            "files/hello.txt",
+            "files",
+            [("X-Reproxy-Expected-Size", "\u00b2")],
+            "bad X-Reproxy-Expected-Size",
+            id="expected-size-superscript-digit",
+        ),
     ],
 )
 def test_refusal_answers_404_and_reports_why(

@@ -30,7 +30,8 @@ Usage (what the middleware does)::
 
 The cache is per process (perlbal's was per service), thread-safe, and a
 least-recently-used mapping bounded both by entry count and by approximate
-size in bytes.
+size in bytes.  Only URL lists are remembered: as in perlbal, an
+``X-Reproxy-File`` answer always asks the application.
 """
 
 from __future__ import annotations
@@ -59,11 +60,11 @@ DEFAULT_MAX_ENTRIES = 10_000
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 
 # RFC 9110 §5.6.2: a header name is a token.
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # perlbal splits the list on whitespace; commas are accepted too, as in every
 # other HTTP header list.
 _LIST_SEP = re.compile(r"[\s,]+")
-_SECONDS = re.compile(r"^\d+(?:\.\d+)?$")
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # ASCII only, unlike \d
 
 # Headers whose value is remembered with the URLs even when the app did not
 # list them: without it a cache hit would skip perlbal's size check.
@@ -100,13 +101,13 @@ def parse_cache_for(value: str) -> CacheFor | None:
     """
     seconds_text, _, names_text = value.partition(";")
     seconds_text = seconds_text.strip()
-    if not _SECONDS.match(seconds_text):
+    if not _SECONDS.fullmatch(seconds_text):
         return None
     seconds = float(seconds_text)
     if seconds <= 0 or not math.isfinite(seconds):
         return None
     names = tuple(n for n in _LIST_SEP.split(names_text.strip()) if n)
-    if not all(_TOKEN.match(n) for n in names):
+    if not all(_TOKEN.fullmatch(n) for n in names):
         return None
     return CacheFor(seconds, names)
 
@@ -161,7 +162,12 @@ class CacheEntry:
 
 @dataclass(frozen=True, slots=True)
 class CacheStats:
-    """A consistent snapshot of the cache counters."""
+    """A consistent snapshot of the cache counters.
+
+    ``misses`` counts every lookup that found no live entry, including
+    requests whose answer never asks to be cached; ``expired`` those of them
+    that found a dead one.
+    """
 
     hits: int
     misses: int

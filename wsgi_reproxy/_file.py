@@ -329,7 +329,7 @@ def _expected_size(app_headers: Sequence[tuple[str, str]]) -> int | None | Refus
     if value is None:
         return None
     value = value.strip()
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "²".isdigit() is true
         return Refusal(f"bad X-Reproxy-Expected-Size {value!r}")
     return int(value)
 
