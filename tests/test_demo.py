@@ -78,6 +78,23 @@ def test_app_checks_the_token_before_reproxying(
     assert bool(node.requests) is reached_storage
 
 
+def test_index_lists_the_files(
+    demo_client: tuple[webtest.TestApp, StorageNode],
+) -> None:
+    client, node = demo_client
+    text = client.get("/").text
+    assert all(f"/files/{name}?token=" in text for name in FILES)
+    assert node.requests == []
+
+
+def test_unknown_file_is_404_from_the_app(
+    demo_client: tuple[webtest.TestApp, StorageNode],
+) -> None:
+    client, node = demo_client
+    client.get("/files/nope.txt", {"token": TOKEN}, status=404)
+    assert node.requests == []
+
+
 def test_banner_curl_commands_use_the_real_port() -> None:
     text = banner(4321, "http://127.0.0.1:1", "http://127.0.0.1:2", FILES, "x.conf")
     commands = [line.split("#")[0] for line in text.splitlines() if "curl" in line]
@@ -92,6 +109,16 @@ def test_without_flask_says_how_to_install_and_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "flask", None)
+    assert main(["demo", "--port", "0"]) == 2
+    assert "pip install 'wsgi_reproxy[demo]'" in capsys.readouterr().err
+
+
+def test_without_gunicorn_says_how_to_install_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [m for m in sys.modules if m.split(".")[0] == "gunicorn"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "gunicorn", None)
     assert main(["demo", "--port", "0"]) == 2
     assert "pip install 'wsgi_reproxy[demo]'" in capsys.readouterr().err
 

@@ -96,6 +96,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Content-Type": self.server.content_type(name), **validators}
         total = len(data)
         byte_range = parse_range_header(self.headers.get("Range"))
+        # RFC 9110 §14.2: a range unit the server does not know is ignored.
+        if byte_range is not None and byte_range.units != "bytes":
+            byte_range = None
         if byte_range is not None and self._if_range_holds(etag):
             span = byte_range.range_for_length(total)
             if span is None:
