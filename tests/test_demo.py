@@ -4,19 +4,23 @@ fetched from with the requests its banner prints, and stopped cleanly."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import shlex
 import signal
+import socket
 import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import urllib3
 import webtest
 from _processes import Command
 
-from wsgi_reproxy import ReproxyMiddleware
+from wsgi_reproxy import ReproxyMiddleware, _demo
 from wsgi_reproxy.__main__ import main
 from wsgi_reproxy._demo import (
     MINIMAL_CONF,
@@ -121,6 +125,53 @@ def test_without_gunicorn_says_how_to_install_and_exits_2(
     monkeypatch.setitem(sys.modules, "gunicorn", None)
     assert main(["demo", "--port", "0"]) == 2
     assert "pip install 'wsgi_reproxy[demo]'" in capsys.readouterr().err
+
+
+def test_embedded_config_is_used_without_the_repository(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_demo, "_MINIMAL_CONF_PATH", ROOT / "no" / "such.conf")
+    config, where = demo_config()
+    assert where == "built-in minimal.conf"
+    assert config.resolve({"PATH_INFO": "/", "SCRIPT_NAME": ""}).allow_reproxy
+
+
+def test_demo_prints_the_banner_when_ready_and_stops_its_storage_node(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # gunicorn itself is exercised by the slow test below; here a stand-in
+    # calls the when_ready hook with the listening socket, then "stops".
+    seen: dict[str, Any] = {}
+
+    def fake_run(options: list[str], load_app: Any, config: Any, **kw: Any) -> None:
+        seen.update(options=options, app=load_app(), settings=kw["settings"])
+        with socket.socket() as listening:
+            listening.bind(("127.0.0.1", 0))
+            server = types.SimpleNamespace(
+                LISTENERS=[types.SimpleNamespace(sock=listening)]
+            )
+            kw["settings"]["when_ready"](server)
+            seen["port"] = listening.getsockname()[1]
+        raise SystemExit(0)  # how gunicorn's arbiter leaves
+
+    stopped: list[StorageNode] = []
+    real_stop = StorageNode.stop
+
+    def recording_stop(self: StorageNode) -> None:
+        stopped.append(self)
+        real_stop(self)
+
+    monkeypatch.setattr(_demo, "run_gunicorn", fake_run)
+    monkeypatch.setattr(logging, "basicConfig", lambda **kw: None)
+    monkeypatch.setattr(StorageNode, "stop", recording_stop)
+    with pytest.raises(SystemExit):
+        main(["demo", "--port", "0"])
+    assert seen["options"][:2] == ["--bind", "127.0.0.1:0"]
+    assert seen["settings"]["control_socket_disable"] is True
+    out = capsys.readouterr().out
+    assert f"http://127.0.0.1:{seen['port']}/files/big.bin" in out
+    # The storage node is stopped even though gunicorn left via SystemExit.
+    assert len(stopped) == 1
 
 
 #: The banner's last line: printed once gunicorn listens.

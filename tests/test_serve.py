@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import logging
 import os
 import signal
 import subprocess
@@ -17,9 +18,14 @@ import pytest
 import urllib3
 from _processes import Command, gunicorn_quiet_options
 
-from wsgi_reproxy import ReproxyMiddleware, load_config
+from wsgi_reproxy import ReproxyMiddleware, _serve, load_config
 from wsgi_reproxy.__main__ import build_parser, main
-from wsgi_reproxy._serve import _gevent_reexec, _gunicorn_options, make_application
+from wsgi_reproxy._serve import (
+    _gevent_reexec,
+    _gunicorn_options,
+    make_application,
+    share_gunicorn_log,
+)
 from wsgi_reproxy._storage import StorageNode, closed_port_url, generated_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,6 +158,82 @@ def test_gevent_worker_restarts_the_command_patched_first(
     assert args[2].startswith("from gevent import monkey; monkey.patch_all();")
     assert args[3:] == ["serve", "c", "a"]
     assert cwd == start
+
+
+def test_serve_hands_gunicorn_its_options_and_the_app_to_wrap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "hello_app.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [])\n"
+        "    return [b'hi']\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    calls: list[tuple[list[str], Any, dict[str, Any]]] = []
+
+    def fake_run(options: list[str], load_app: Any, config: Any, **kw: Any) -> None:
+        calls.append((list(options), load_app, kw))
+
+    monkeypatch.setattr(_serve, "run_gunicorn", fake_run)
+    conf = str(FLASK_EXAMPLE / "reproxy.conf")
+    argv = ["serve", conf, "hello_app:app", "--workers", "2", "--", "--timeout", "9"]
+    assert main(argv) == 0
+    ((options, load_app, kw),) = calls
+    assert options == ["--workers", "2", "--timeout", "9"]
+    assert kw["proc_name"] == "hello_app:app"
+    assert load_app() is sys.modules["hello_app"].app
+    # The gevent re-exec's argv parses back to the same gunicorn options.
+    again = build_parser().parse_args(kw["argv"])
+    assert (again.conf, again.app) == (conf, "hello_app:app")
+    assert _gunicorn_options(again) == options
+
+
+@pytest.mark.parametrize(
+    ("root_configured", "shared"),
+    [
+        pytest.param(False, True, id="nothing-configured-gets-gunicorn-log"),
+        pytest.param(True, False, id="configured-logging-left-alone"),
+    ],
+)
+def test_reproxy_log_goes_to_gunicorns_error_log_unless_configured(
+    monkeypatch: pytest.MonkeyPatch, root_configured: bool, shared: bool
+) -> None:
+    root = logging.getLogger()
+    ours = logging.getLogger("wsgi_reproxy")
+    errors = logging.getLogger("gunicorn.error")
+    gunicorn_handler = logging.StreamHandler()
+    monkeypatch.setattr(root, "handlers", [logging.NullHandler()] * root_configured)
+    monkeypatch.setattr(ours, "handlers", list(ours.handlers))
+    monkeypatch.setattr(ours, "level", ours.level)
+    monkeypatch.setattr(errors, "handlers", [gunicorn_handler])
+    monkeypatch.setattr(errors, "level", logging.DEBUG)
+    share_gunicorn_log()
+    share_gunicorn_log()  # a reload (HUP) adds nothing twice
+    assert ours.handlers.count(gunicorn_handler) == int(shared)
+    assert (ours.level == logging.DEBUG) is shared
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        pytest.param("missing", id="without-gevent-gunicorn-reports-it"),
+        pytest.param("patched", id="already-patched-runs-as-is"),
+    ],
+)
+def test_gevent_reexec_happens_at_most_once(
+    monkeypatch: pytest.MonkeyPatch, state: str
+) -> None:
+    def fail_execv(path: str, args: list[str]) -> None:
+        pytest.fail("re-executed")
+
+    monkeypatch.setattr(os, "execv", fail_execv)
+    if state == "missing":
+        monkeypatch.setitem(sys.modules, "gevent", None)
+    else:
+        from gevent import monkey
+
+        monkeypatch.setattr(monkey, "is_module_patched", lambda name: True)
+    _gevent_reexec("gevent", ["serve", "c", "a"], os.getcwd())
 
 
 def test_bad_config_exits_1_with_file_line_message(

@@ -164,9 +164,8 @@ def load_or_report(path: str, command: str) -> Config | None:
     try:
         return load_config(path)
     except ConfigError as exc:
+        # load_config reports unreadable files as ConfigError too.
         print(f"{exc}", file=sys.stderr)
-    except OSError as exc:
-        print(f"{path}: {exc.strerror or exc}", file=sys.stderr)
     print(f"{command}: not started because of the config error above", file=sys.stderr)
     return None
 
