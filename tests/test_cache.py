@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import warnings
 from collections.abc import Iterable
@@ -281,7 +282,7 @@ def test_bounds_must_be_positive(kwargs: dict[str, int]) -> None:
 
 def test_counters_consistent_under_many_threads() -> None:
     cache = ReproxyCache(max_entries=20)
-    threads_n, rounds = 8, 1500
+    threads_n, rounds = 8, 20000
     barrier = threading.Barrier(threads_n)
     gets = [0] * threads_n
 
@@ -296,10 +297,16 @@ def test_counters_consistent_under_many_threads() -> None:
                 gets[n] += 1
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # Switch threads as often as possible so a missing lock shows.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
     stats = cache.stats
     assert stats.hits + stats.misses == sum(gets)
     assert stats.entries <= 20
