@@ -20,7 +20,14 @@ from hypothesis import strategies as st
 from wsgi_reproxy import Config, ConfigError, Settings, load_config, parse_config
 from wsgi_reproxy._config import parse_text
 from wsgi_reproxy._records import ParsedConfig, Section
-from wsgi_reproxy._resolver import Entry, _fold, _glob_regex, _regex_prefix
+from wsgi_reproxy._resolver import (
+    Entry,
+    _fold,
+    _glob_extension,
+    _glob_regex,
+    _regex_extension,
+    _regex_prefix,
+)
 from wsgi_reproxy._settings import DEFAULT_SETTINGS, Overrides
 
 
@@ -113,6 +120,13 @@ def test_location_matching_follows_httpd(
         pytest.param(
             'LocationMatch "^/a/b/"', "/a/../a/b/x", True, id="regex-dots-gone"
         ),
+        pytest.param(r'LocationMatch "\.jpg$"', "/a.jpg\n", True, id="dollar-newline"),
+        pytest.param(r'LocationMatch "\.jpg\$"', "/a.jpg$", True, id="escaped-dollar"),
+        pytest.param(
+            r'LocationMatch "\.jpg\$"', "/a.jpg", False, id="escaped-dollar-no"
+        ),
+        pytest.param(r'LocationMatch "\d\.jpg$"', "/1.jpg", True, id="class-tail"),
+        pytest.param(r'LocationMatch "\d\.jpg$"', "/a.jpg", False, id="class-tail-no"),
     ],
 )
 def test_location_regex_uses_search_on_raw_path(
@@ -667,6 +681,8 @@ def test_cached_and_uncached_results_agree_across_threads() -> None:
         pytest.param(r"/a/", "", id="unanchored"),
         pytest.param(r"(?i)^/a/", "", id="inline-flag"),
         pytest.param(r"^/a/\d", "/a/", id="class-escape"),
+        pytest.param(r"^/a/[^|]/", "/a/", id="bar-in-negated-class"),
+        pytest.param(r"^/a/[]|]/", "/a/", id="bar-after-bracket-in-class"),
     ],
 )
 def test_regex_literal_prefix(regex: str, prefix: str) -> None:
@@ -684,10 +700,46 @@ def test_regex_literal_prefix(regex: str, prefix: str) -> None:
         pytest.param(r"\*", "a", False, id="escaped-star-literal"),
         pytest.param("[abc", "[abc", True, id="unclosed-class-literal"),
         pytest.param("a.b", "axb", False, id="dot-literal"),
+        pytest.param("a[/]b", "a/b", False, id="class-never-slash"),
+        pytest.param(r"a\?", "a?", True, id="escaped-question"),
     ],
 )
 def test_glob_translation(glob: str, name: str, expected: bool) -> None:
     assert bool(re.fullmatch(_glob_regex(glob), name)) is expected
+
+
+@pytest.mark.parametrize(
+    ("regex", "extension"),
+    [
+        pytest.param(r"\.php$", ".php", id="ext"),
+        pytest.param(r"a\.tar\.gz$", ".gz", id="last-dot"),
+        pytest.param(r"\.(php|cgi)$", "", id="group"),
+        pytest.param(r"\.jpg$|\.png$", "", id="top-alternation"),
+        pytest.param(r"(?m)\.jpg$", "", id="flags"),
+        pytest.param(r"\.jpg\$", "", id="escaped-dollar"),
+        pytest.param(r"\.jpg", "", id="no-dollar"),
+        pytest.param(r"x\\.jpg$", "", id="escaped-backslash-then-any"),
+        pytest.param(r"/a\.b/c$", "", id="dot-before-slash"),
+        pytest.param(r"\d\.jpg$", ".jpg", id="class-escape-before"),
+    ],
+)
+def test_regex_extension_key(regex: str, extension: str) -> None:
+    assert _regex_extension(regex) == extension
+
+
+@pytest.mark.parametrize(
+    ("glob", "extension"),
+    [
+        pytest.param("*.php", ".php", id="ext"),
+        pytest.param("file?.txt", ".txt", id="question"),
+        pytest.param("a.*", "", id="star-last"),
+        pytest.param(r"*\.txt", ".txt", id="escaped-dot"),
+        pytest.param(r"*\*.txt", ".txt", id="escaped-star"),
+        pytest.param(r"*.t\xt", "", id="escape-cuts"),
+    ],
+)
+def test_glob_extension_key(glob: str, extension: str) -> None:
+    assert _glob_extension(glob) == extension
 
 
 # -- properties ----------------------------------------------------------------------

@@ -265,7 +265,7 @@ class Config:
             # The URL path has no ".." left, but stay inside the root whatever
             # a future change does to it: an escape maps to the root itself.
             if path != server.root and not path.startswith(server.root_prefix):
-                path = server.root
+                path = server.root  # pragma: no cover - unreachable today
             if relative.endswith("/") and not path.endswith("/"):
                 path += "/"
             return path
