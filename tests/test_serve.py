@@ -382,5 +382,6 @@ def test_worker_class_serves_reproxied_files(
     assert log.count(f"{storage.base_url}/dev1/") >= 9, log
     # serve re-executes itself patched first for gevent (see _gevent_reexec).
     assert "MonkeyPatchWarning" not in log
+    assert "Traceback" not in log
     # Every reproxy reached the live node; the app never served a body.
     assert len(storage.requests) == 9

@@ -128,7 +128,7 @@ def test_connection_is_kept_alive_between_requests(node: StorageNode) -> None:
 
 
 def test_client_leaving_mid_body_does_not_disturb_the_node(
-    node: StorageNode,
+    node: StorageNode, capsys: pytest.CaptureFixture[str]
 ) -> None:
     big = generated_bytes(8 * 1024 * 1024, "big")
     node.files["big.bin"] = big  # type: ignore[index]
@@ -138,6 +138,30 @@ def test_client_leaving_mid_body_does_not_disturb_the_node(
         # RST instead of FIN, so the server's next write fails at once.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
     assert request(node, "GET", "/dir/b.txt")[2] == b"hello\n"
+    _wait_until_no_connection(node)
+    # socketserver's default would print a traceback for the reset.
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_client_resetting_an_idle_keep_alive_connection_is_not_an_error(
+    node: StorageNode, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.create_connection((node.host, node.port)) as sock:
+        sock.sendall(b"GET /dir/b.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while not received.endswith(b"hello\n"):
+            received += sock.recv(4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+    _wait_until_no_connection(node)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def _wait_until_no_connection(node: StorageNode) -> None:
+    # A handler thread reports its error before it forgets its connection.
+    deadline = time.monotonic() + 10
+    while node._server._live:
+        assert time.monotonic() < deadline, "connection never closed"
+        time.sleep(0.01)
 
 
 def test_stop_returns_while_a_client_idles_on_keep_alive() -> None:

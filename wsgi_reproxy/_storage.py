@@ -25,6 +25,7 @@ import mimetypes
 import os
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -190,6 +191,16 @@ class _Server(ThreadingHTTPServer):
             with self._live_lock:
                 self._live.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: _Request, client_address: Any) -> None:
+        # A client that resets its connection (a reproxy that gave up, a
+        # pool discarding a half-read body) is routine for a storage node,
+        # not a traceback on stderr; anything else is logged, not printed.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            logger.debug("storage: %s from %s", error, client_address)
+        else:
+            logger.exception("storage: error serving %s", client_address)
 
     def drop_connections(self) -> None:
         """Wake handler threads idling on keep-alive connections."""
