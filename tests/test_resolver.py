@@ -660,6 +660,9 @@ def test_cached_and_uncached_results_agree_across_threads() -> None:
     for thread in threads:
         thread.join()
     assert results == [expected] * 4
+    info = cached._lookup.cache_info()  # type: ignore[attr-defined]
+    assert (info.maxsize, info.currsize) == (8, 8)
+    assert info.hits > 0
 
 
 # -- pattern translation -------------------------------------------------------------
