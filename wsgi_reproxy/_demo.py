@@ -194,7 +194,7 @@ def main(port: int = 8000) -> int:
             # No gunicorn control socket: a demo leaves no file in $HOME.
             settings={
                 "when_ready": when_ready,
-                "graceful_timeout": 3,
+                "graceful_timeout": 1,
                 "control_socket_disable": True,
             },
         )
