@@ -32,7 +32,9 @@ Virtual host
 URL path
     ``SCRIPT_NAME + PATH_INFO`` (``"/"`` when empty), with ``.`` and ``..``
     segments removed as Apache's ``ap_getparents`` does before any section is
-    walked, so ``/public/../private`` is matched as ``/private``.
+    walked, so ``/public/../private`` is matched as ``/private``; for
+    matching, runs of ``/`` are merged (``MergeSlashes On``, httpd's default
+    since 2.4.39), for regex sections too.
 
 Merge order
     The server's own directives, then the virtual host's, then the matching
@@ -241,7 +243,7 @@ class Config:
         merged = merge_slashes(url_path)
         matched: list[Entry] = []
         for index in indexes:
-            index.match_locations(merged, url_path, matched)
+            index.match_locations(merged, matched)
         if fs_path is not None:
             if fs_path.endswith("/"):
                 directory = fs_path
@@ -381,7 +383,7 @@ _MERGE_SLASHES = re.compile(r"//+")
 
 
 def merge_slashes(path: str) -> str:
-    """Collapse runs of ``/``, as httpd does before non-regex matching."""
+    """Collapse runs of ``/``, as httpd does before matching (``MergeSlashes``)."""
     return _MERGE_SLASHES.sub("/", path) if "//" in path else path
 
 
@@ -774,13 +776,20 @@ class Index:
             self.files_other.append(entry)
         return entry
 
-    def match_locations(self, merged: str, raw: str, out: list[Entry]) -> None:
-        """Regexes see the raw path; the rest the slash-merged one (httpd)."""
-        candidates = self.locations.candidates(merged)
+    def match_locations(self, path: str, out: list[Entry]) -> None:
+        """Every kind sees the slash-merged path, regexes included.
+
+        httpd 2.4.39 and later merge slashes in the URL before any section is
+        walked (``MergeSlashes On``, the default): Apache 2.4.71 applies
+        ``<LocationMatch "^/a/b">`` to ``//a/b``.  Older docs say regexes see
+        the raw path; matching the current server also means a ``//`` cannot
+        step around a regex section that turns reproxying off.
+        """
+        candidates = self.locations.candidates(path)
         if self.locations_by_ext:
-            candidates += self.locations_by_ext.get(_extension(raw), ())
+            candidates += self.locations_by_ext.get(_extension(path), ())
         for entry in candidates:
-            if entry.test(raw if entry.regex else merged):
+            if entry.test(path):
                 out.append(entry)
 
     def match_directories(self, path: str, directory: str, out: list[Entry]) -> None:
