@@ -20,12 +20,12 @@ from _processes import Command, gunicorn_quiet_options
 
 from wsgi_reproxy import ReproxyMiddleware, _serve, load_config
 from wsgi_reproxy.__main__ import build_parser, main
-from wsgi_reproxy._serve import (
+from wsgi_reproxy._gunicorn import (
     _gevent_reexec,
-    _gunicorn_options,
     make_application,
     share_gunicorn_log,
 )
+from wsgi_reproxy._serve import _gunicorn_options
 from wsgi_reproxy._storage import StorageNode, closed_port_url, generated_bytes
 
 ROOT = Path(__file__).resolve().parent.parent

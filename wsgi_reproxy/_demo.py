@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._serve import gunicorn_available, run_gunicorn
+from ._gunicorn import gunicorn_available, run_gunicorn
 from ._storage import StorageNode, closed_port_url, generated_bytes
 
 if TYPE_CHECKING:
