@@ -8,8 +8,16 @@ sections are merged" pages of the httpd 2.4 docs).
 from __future__ import annotations
 
 import fnmatch
+import http.client
 import re
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -174,15 +182,16 @@ def test_location_not_starting_with_slash_warns() -> None:
         pytest.param("Directory /*/img", "/img/x", False, id="glob-same-depth"),
         pytest.param("Directory /srv/www/*", "/", False, id="glob-needs-component"),
         pytest.param(
-            'DirectoryMatch "^/srv/www/img/$"', "/img/a.png", True, id="re-dir"
-        ),
-        pytest.param(
-            'DirectoryMatch "^/srv/www/img/$"', "/img/s/a.png", False, id="re-$"
+            'DirectoryMatch "^/srv/www/img/$"', "/img/a.png", False, id="re-full-path"
         ),
         pytest.param('DirectoryMatch "^/srv/www/img/$"', "/img/", True, id="re-slash"),
-        pytest.param('DirectoryMatch "^/srv/www/img/$"', "/img", False, id="re-file"),
+        pytest.param('DirectoryMatch "^/srv/www/img$"', "/img", True, id="re-no-slash"),
+        pytest.param(
+            r'DirectoryMatch "^/srv/www/img/a\.png$"', "/img/a.png", True, id="re-file"
+        ),
         pytest.param('DirectoryMatch "/[0-9]+/"', "/12/x/y", True, id="re-search"),
-        pytest.param('Directory ~ "^/srv/www/$"', "/x", True, id="tilde-form"),
+        pytest.param('DirectoryMatch "/[0-9]+/"', "//12", False, id="re-search-miss"),
+        pytest.param('Directory ~ "^/srv/www/$"', "/", True, id="tilde-form"),
     ],
 )
 def test_directory_matching_under_document_root(
@@ -904,3 +913,188 @@ def test_fold_equals_applying_each_section_in_turn(
         expected = overrides.apply(expected, replace=replace)
     folded = _fold(base, entries, replace)
     assert (folded, folded.origins) == (expected, expected.origins)
+
+
+# -- against Apache itself -------------------------------------------------------
+#
+# One config text serves both: every section carries mod_headers lines that
+# make Apache report it (``X-S<line>: 1``) and the last one merged
+# (``X-Last: <line>``), and the virtual host answering (``X-V``).  Our parser
+# ignores ``Header``, so explain() must find the same sections, the same last
+# one, and the same virtual host, for real files on disk.
+
+APACHE = Path("/usr/sbin/apache2")
+MODULES = Path("/usr/lib/apache2/modules")
+
+SITE_FILES = [
+    "private1/f.txt",
+    "private1other",
+    "private2/f.txt",
+    "static/s.css",
+    "static/sub/s.css",
+    "a/b/c.txt",
+    "a/x.jpg",
+    "a/c/z.jpg",
+    "d/b/q.txt",
+]
+
+SITE_SECTIONS = [
+    ("Location", "/"),
+    ("Location", "/private1"),
+    ("Location", "/private2/"),
+    ("Location", "/static/*.css"),
+    ("LocationMatch", r'"\.jpg$"'),
+    ("LocationMatch", '"^/a/(b|c)/"'),
+    ("Directory", "{www}/a"),
+    ("Directory", "{www}"),
+    ("DirectoryMatch", '"^{www_re}/a/b/$"'),
+    ("Directory", "{www}/*/b"),
+    ("Files", '"*.txt"'),
+    ("FilesMatch", r'"^c\."'),
+    ("Directory", "{www}/a/b", ("Files", "c.txt")),
+]
+
+
+def _site_config(root: Path, port: int) -> tuple[str, set[int]]:
+    """The Apache config text, and the lines of the sections it marks."""
+    www = str(root / "www")
+    lines = [
+        f"ServerRoot {root}",
+        f"LoadModule mpm_prefork_module {MODULES}/mod_mpm_prefork.so",
+        f"LoadModule authz_core_module {MODULES}/mod_authz_core.so",
+        f"LoadModule headers_module {MODULES}/mod_headers.so",
+        f"PidFile {root}/httpd.pid",
+        f"ErrorLog {root}/error.log",
+        "User www-data",
+        "Group www-data",
+        f"Listen 127.0.0.1:{port}",
+        "ServerName localhost",
+        f"DocumentRoot {www}",
+        "<Directory />",
+        "  Require all granted",
+        "</Directory>",
+    ]
+    marked: set[int] = set()
+
+    def add(tag: str, arg: str, *nested: tuple[str, str]) -> None:
+        lines.append(f"<{tag} {arg.format(www=www, www_re=re.escape(www))}>")
+        line = len(lines)
+        marked.add(line)
+        lines.append(f"  Header always set X-S{line} 1")
+        lines.append(f"  Header always set X-Last {line}")
+        for inner in nested:
+            add(*inner)
+        lines.append(f"</{tag}>")
+
+    for tag, arg, *nested in SITE_SECTIONS:
+        add(tag, arg, *nested)
+    for name, alias in (("one.test", "*.wild.test"), ("two.test", "two.example")):
+        lines += [
+            f"<VirtualHost *:{port}>",
+            f"  ServerName {name}",
+            f"  ServerAlias {alias}",
+            f"  Header always set X-V {name}",
+        ]
+        if name == "two.test":
+            add("Location", "/private1")
+        lines.append("</VirtualHost>")
+    return "\n".join(lines) + "\n", marked
+
+
+@dataclass
+class ApacheSite:
+    port: int
+    config: Config
+    marked: set[int]
+
+    def ask(self, path: str, host: str) -> tuple[set[int], str | None, str | None]:
+        """Apache's matched section lines, last merged line, virtual host."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path, headers={"Host": host})
+            response = conn.getresponse()
+            response.read()
+            headers = response.getheaders()
+        finally:
+            conn.close()
+        found = {int(k[3:]) for k, _ in headers if k.lower().startswith("x-s")}
+        values = dict((k.lower(), v) for k, v in headers)
+        return found, values.get("x-last"), values.get("x-v")
+
+
+@pytest.fixture(scope="module")
+def apache_site() -> Iterator[ApacheSite]:
+    if not (APACHE.exists() and (MODULES / "mod_headers.so").exists()):
+        pytest.skip("Debian apache2 (with mod_headers) not installed")
+    # Apache's child runs as www-data: a world-readable tree outside /root.
+    root = Path(tempfile.mkdtemp(prefix="resolver-apache-"))
+    try:
+        for name in SITE_FILES:
+            (root / "www" / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / "www" / name).write_text(name)
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        with socket.socket() as sock:  # Apache cannot report a port 0 bind
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        text, marked = _site_config(root, port)
+        (root / "httpd.conf").write_text(text)
+        proc = subprocess.Popen(
+            [str(APACHE), "-X", "-f", str(root / "httpd.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log = (root / "error.log").read_text(errors="replace")
+                        pytest.fail(f"apache2 did not start:\n{log}")
+                    time.sleep(0.05)
+            config = parse_config(text, modules=set())
+            yield ApacheSite(port, config, marked)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/private1/f.txt", id="prefix"),
+        pytest.param("/private1other", id="prefix-not-mid-segment"),
+        pytest.param("/private2/f.txt", id="slash-prefix"),
+        pytest.param("/private2", id="slash-prefix-needs-slash"),
+        pytest.param("/static/s.css", id="glob"),
+        pytest.param("/static/sub/s.css", id="glob-not-slash"),
+        pytest.param("/a/b/c.txt", id="directories-files-nested"),
+        pytest.param("//a//b//c.txt", id="merged-slashes"),
+        pytest.param("/x/../a/b/c.txt", id="dot-dot"),
+        pytest.param("/a/x.jpg", id="regex-location"),
+        pytest.param("/a/c/z.jpg", id="regex-group"),
+        pytest.param("/d/b/q.txt", id="glob-directory"),
+    ],
+)
+@pytest.mark.parametrize(
+    "host", ["one.test", "two.test", "x.wild.test", "unknown.test", "two.example"]
+)
+def test_matches_what_apache_applies(
+    apache_site: ApacheSite, path: str, host: str
+) -> None:
+    host = f"{host}:{apache_site.port}"
+    found, last, vhost = apache_site.ask(path, host)
+    explanation = apache_site.config.explain(environ(path, host=host))
+    ours = [s.lineno for s in explanation.sections if s.lineno in apache_site.marked]
+    assert explanation.vhost is not None
+    assert (set(ours), str(ours[-1]), explanation.vhost.names[0]) == (
+        found,
+        last,
+        vhost,
+    )

@@ -245,13 +245,9 @@ class Config:
         for index in indexes:
             index.match_locations(merged, matched)
         if fs_path is not None:
-            if fs_path.endswith("/"):
-                directory = fs_path
-            else:
-                directory = fs_path[: fs_path.rfind("/") + 1] or "/"
             name = fs_path[fs_path.rfind("/") + 1 :]
             for index in indexes:
-                index.match_directories(fs_path, directory, matched)
+                index.match_directories(fs_path, matched)
             parents = {id(entry) for entry in matched}
             for index in indexes:
                 index.match_files(name, parents, matched)
@@ -792,16 +788,17 @@ class Index:
             if entry.test(path):
                 out.append(entry)
 
-    def match_directories(self, path: str, directory: str, out: list[Entry]) -> None:
-        """Regexes see the directory holding the file (httpd 2.3.9 and later).
+    def match_directories(self, path: str, out: list[Entry]) -> None:
+        """Regexes see the whole *path*, as written: httpd's ``r->filename``.
 
-        The others see *path* without a trailing slash: ``/srv/www/`` is the
-        directory ``/srv/www``, which ``<Directory /srv/www/*>`` does not cover.
+        Apache 2.4.71 applies ``<DirectoryMatch "^/www/a/b/c\\.txt$">`` to
+        ``/a/b/c.txt``, and ``"^/www/a/b/$"`` only to ``/a/b/``.  The others
+        see *path* without a trailing slash: ``/srv/www/`` is the directory
+        ``/srv/www``, which ``<Directory /srv/www/*>`` does not cover.
         """
-        if len(path) > 1 and path.endswith("/"):
-            path = path[:-1]
-        for entry in self.directories.candidates(path):
-            if entry.test(directory if entry.regex else path):
+        trimmed = path[:-1] if len(path) > 1 and path.endswith("/") else path
+        for entry in self.directories.candidates(trimmed):
+            if entry.test(path if entry.regex else trimmed):
                 out.append(entry)
 
     def match_files(self, name: str, parents: set[int], out: list[Entry]) -> None:
