@@ -270,6 +270,19 @@ def test_apache_passes_range_requests_through(
     assert response.headers["Content-Range"] == (f"bytes 4000000-4000999/{len(REPORT)}")
 
 
+def test_head_reaches_the_storage_node_as_head(
+    apache: Apache, storage: StorageNode, http: urllib3.PoolManager
+) -> None:
+    before = len(storage.requests)
+    response = http.request(
+        "HEAD",
+        f"http://127.0.0.1:{apache.port}/download/report.pdf?token=alice-token",
+    )
+    assert response.status == 200, apache.log()
+    assert response.headers["Content-Length"] == str(len(REPORT))
+    assert storage.requests[before:] == [("HEAD", "/dev1/0/000/042.fid", None)]
+
+
 def test_location_with_allowreproxy_off_strips_the_header(
     apache: Apache, storage: StorageNode, http: urllib3.PoolManager
 ) -> None:
