@@ -917,11 +917,12 @@ def test_fold_equals_applying_each_section_in_turn(
 
 # -- against Apache itself -------------------------------------------------------
 #
-# One config text serves both: every section carries mod_headers lines that
-# make Apache report it (``X-S<line>: 1``) and the last one merged
-# (``X-Last: <line>``), and the virtual host answering (``X-V``).  Our parser
-# ignores ``Header``, so explain() must find the same sections, the same last
-# one, and the same virtual host, for real files on disk.
+# One config text serves both: every section carries a mod_headers line that
+# appends its line number to ``X-Order`` when Apache merges it (mod_headers
+# concatenates the actions of merged sections, so the header lists them in
+# merge order), and each virtual host names itself in ``X-V``.  Our parser
+# ignores ``Header``, so explain() must list the same sections in the same
+# order and choose the same virtual host, for real files on disk.
 
 APACHE = Path("/usr/sbin/apache2")
 MODULES = Path("/usr/lib/apache2/modules")
@@ -980,8 +981,7 @@ def _site_config(root: Path, port: int) -> tuple[str, set[int]]:
         lines.append(f"<{tag} {arg.format(www=www, www_re=re.escape(www))}>")
         line = len(lines)
         marked.add(line)
-        lines.append(f"  Header always set X-S{line} 1")
-        lines.append(f"  Header always set X-Last {line}")
+        lines.append(f"  Header always append X-Order {line}")
         for inner in nested:
             add(*inner)
         lines.append(f"</{tag}>")
@@ -997,6 +997,8 @@ def _site_config(root: Path, port: int) -> tuple[str, set[int]]:
         ]
         if name == "two.test":
             add("Location", "/private1")
+            add("Directory", "{www}/a")
+            add("Files", '"*.jpg"')
         lines.append("</VirtualHost>")
     return "\n".join(lines) + "\n", marked
 
@@ -1007,8 +1009,8 @@ class ApacheSite:
     config: Config
     marked: set[int]
 
-    def ask(self, path: str, host: str) -> tuple[set[int], str | None, str | None]:
-        """Apache's matched section lines, last merged line, virtual host."""
+    def ask(self, path: str, host: str) -> tuple[list[int], str | None]:
+        """The lines of the sections Apache merged, in order; its virtual host."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
             conn.request("GET", path, headers={"Host": host})
@@ -1017,9 +1019,9 @@ class ApacheSite:
             headers = response.getheaders()
         finally:
             conn.close()
-        found = {int(k[3:]) for k, _ in headers if k.lower().startswith("x-s")}
-        values = dict((k.lower(), v) for k, v in headers)
-        return found, values.get("x-last"), values.get("x-v")
+        values = {k.lower(): v for k, v in headers}
+        order = [int(n) for n in values.get("x-order", "").split(",") if n.strip()]
+        return order, values.get("x-v")
 
 
 @pytest.fixture(scope="module")
@@ -1089,12 +1091,8 @@ def test_matches_what_apache_applies(
     apache_site: ApacheSite, path: str, host: str
 ) -> None:
     host = f"{host}:{apache_site.port}"
-    found, last, vhost = apache_site.ask(path, host)
+    order, vhost = apache_site.ask(path, host)
     explanation = apache_site.config.explain(environ(path, host=host))
     ours = [s.lineno for s in explanation.sections if s.lineno in apache_site.marked]
     assert explanation.vhost is not None
-    assert (set(ours), str(ours[-1]), explanation.vhost.names[0]) == (
-        found,
-        last,
-        vhost,
-    )
+    assert (ours, explanation.vhost.names[0]) == (order, vhost)
