@@ -243,9 +243,9 @@ def _respond(
     preserve_headers: Iterable[str],
 ) -> FileResponse:
     size = st.st_size
-    # The file's identity is decided by werkzeug's conditional helpers on a
-    # bodiless Response; the body is chosen afterwards so that a 200 or 206
-    # keeps the real file object and with it sendfile.
+    # werkzeug's conditional helpers decide status and headers on a bodiless
+    # Response; the body is chosen afterwards, so a 200 or 206 hands the real
+    # file to wsgi.file_wrapper (sendfile) instead of werkzeug's RangeWrapper.
     resp = Response(status=200, content_type=guess_type(path))
     resp.content_length = size
     resp.headers["Last-Modified"] = http_date(st.st_mtime)
