@@ -27,7 +27,10 @@ Virtual host
     address, and ``*`` and ``_default_`` are the usual forms).  Of the
     candidates the first whose ``ServerName``/``ServerAlias`` matches the host
     (``*``/``?`` wildcards) wins, else the first candidate, Apache's default
-    virtual host rule.  Without candidates only the main server applies.
+    virtual host rule.  File order decides, not exactness: an earlier
+    ``ServerAlias *.example.com`` takes ``files.example.com`` from a later
+    ``ServerName files.example.com``, as Apache 2.4.71 does (httpd's
+    ``check_hostalias``).  Without candidates only the main server applies.
 
 URL path
     ``SCRIPT_NAME + PATH_INFO`` (``"/"`` when empty), with ``.`` and ``..``
