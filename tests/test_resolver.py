@@ -988,7 +988,8 @@ def _site_config(root: Path, port: int) -> tuple[str, set[int]]:
 
     for tag, arg, *nested in SITE_SECTIONS:
         add(tag, arg, *nested)
-    for name, alias in (("one.test", "*.wild.test"), ("two.test", "two.example")):
+    aliases = (("one.test", "*.wild.test"), ("two.test", "two.example b.wild.test"))
+    for name, alias in aliases:
         lines += [
             f"<VirtualHost *:{port}>",
             f"  ServerName {name}",
@@ -1085,7 +1086,15 @@ def apache_site() -> Iterator[ApacheSite]:
     ],
 )
 @pytest.mark.parametrize(
-    "host", ["one.test", "two.test", "x.wild.test", "unknown.test", "two.example"]
+    "host",
+    [
+        "one.test",
+        "two.test",
+        "x.wild.test",
+        "b.wild.test",
+        "unknown.test",
+        "two.example",
+    ],
 )
 def test_matches_what_apache_applies(
     apache_site: ApacheSite, path: str, host: str
