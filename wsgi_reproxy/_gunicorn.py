@@ -84,7 +84,8 @@ def make_application(
     start_dir = os.getcwd()
 
     class _ReproxyApplication(Application):  # type: ignore[misc]
-        """gunicorn's ``WSGIApplication`` with our argv and a wrapped app."""
+        """gunicorn's ``Application``, configured from *options* rather than
+        ``sys.argv``, loading *load_app*'s app wrapped in the middleware."""
 
         def init(self, parser: object, opts: object, args: object) -> dict[str, object]:
             return {"default_proc_name": proc_name}
