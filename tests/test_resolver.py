@@ -956,7 +956,7 @@ SITE_SECTIONS = [
 ]
 
 
-def _site_config(root: Path, port: int) -> tuple[str, set[int]]:
+def _site_config(root: Path, ports: list[int]) -> tuple[str, set[int]]:
     """The Apache config text, and the lines of the sections it marks."""
     www = str(root / "www")
     lines = [
@@ -968,7 +968,7 @@ def _site_config(root: Path, port: int) -> tuple[str, set[int]]:
         f"ErrorLog {root}/error.log",
         "User www-data",
         "Group www-data",
-        f"Listen 127.0.0.1:{port}",
+        *(f"Listen 127.0.0.1:{port}" for port in ports),
         "ServerName localhost",
         f"DocumentRoot {www}",
         "<Directory />",
@@ -988,13 +988,18 @@ def _site_config(root: Path, port: int) -> tuple[str, set[int]]:
 
     for tag, arg, *nested in SITE_SECTIONS:
         add(tag, arg, *nested)
-    aliases = (("one.test", "*.wild.test"), ("two.test", "two.example b.wild.test"))
-    for name, alias in aliases:
+    # ports[0]: two name-based hosts; ports[1]: one; ports[2]: main server only
+    vhosts = [
+        (ports[0], "one.test", "*.wild.test"),
+        (ports[0], "two.test", "two.example b.wild.test"),
+        (ports[1], "one.test", "x.wild.test"),
+    ]
+    for port, name, alias in vhosts:
         lines += [
             f"<VirtualHost *:{port}>",
             f"  ServerName {name}",
             f"  ServerAlias {alias}",
-            f"  Header always set X-V {name}",
+            f"  Header always set X-V {len(lines) + 1}",
         ]
         if name == "two.test":
             add("Location", "/private1")
@@ -1006,13 +1011,13 @@ def _site_config(root: Path, port: int) -> tuple[str, set[int]]:
 
 @dataclass
 class ApacheSite:
-    port: int
+    ports: list[int]
     config: Config
     marked: set[int]
 
-    def ask(self, path: str, host: str) -> tuple[list[int], str | None]:
-        """The lines of the sections Apache merged, in order; its virtual host."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+    def ask(self, path: str, host: str, port: int) -> tuple[list[int], str | None]:
+        """The sections Apache merged (lines, in order); its virtual host's line."""
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
             conn.request("GET", path, headers={"Host": host})
             response = conn.getresponse()
@@ -1037,10 +1042,12 @@ def apache_site() -> Iterator[ApacheSite]:
             (root / "www" / name).write_text(name)
         for path in [root, *root.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
-        with socket.socket() as sock:  # Apache cannot report a port 0 bind
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        text, marked = _site_config(root, port)
+        ports = []
+        for _ in range(3):
+            with socket.socket() as sock:  # Apache cannot report a port 0 bind
+                sock.bind(("127.0.0.1", 0))
+                ports.append(sock.getsockname()[1])
+        text, marked = _site_config(root, ports)
         (root / "httpd.conf").write_text(text)
         proc = subprocess.Popen(
             [str(APACHE), "-X", "-f", str(root / "httpd.conf")],
@@ -1051,7 +1058,8 @@ def apache_site() -> Iterator[ApacheSite]:
             deadline = time.monotonic() + 15
             while True:
                 try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    for port in ports:
+                        socket.create_connection(("127.0.0.1", port), 1).close()
                     break
                 except OSError:
                     if proc.poll() is not None or time.monotonic() > deadline:
@@ -1059,7 +1067,7 @@ def apache_site() -> Iterator[ApacheSite]:
                         pytest.fail(f"apache2 did not start:\n{log}")
                     time.sleep(0.05)
             config = parse_config(text, modules=set())
-            yield ApacheSite(port, config, marked)
+            yield ApacheSite(ports, config, marked)
         finally:
             proc.terminate()
             proc.wait(timeout=15)
@@ -1096,12 +1104,14 @@ def apache_site() -> Iterator[ApacheSite]:
         "two.example",
     ],
 )
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["two-vhosts", "one-vhost", "none"])
 def test_matches_what_apache_applies(
-    apache_site: ApacheSite, path: str, host: str
+    apache_site: ApacheSite, path: str, host: str, which: int
 ) -> None:
-    host = f"{host}:{apache_site.port}"
-    order, vhost = apache_site.ask(path, host)
+    port = apache_site.ports[which]
+    host = f"{host}:{port}"
+    order, vhost = apache_site.ask(path, host, port)
     explanation = apache_site.config.explain(environ(path, host=host))
     ours = [s.lineno for s in explanation.sections if s.lineno in apache_site.marked]
-    assert explanation.vhost is not None
-    assert (ours, explanation.vhost.names[0]) == (order, vhost)
+    chosen = None if explanation.vhost is None else str(explanation.vhost.lineno)
+    assert (ours, chosen) == (order, vhost)
