@@ -950,9 +950,10 @@ SITE_SECTIONS = [
     ("Directory", "{www}"),
     ("DirectoryMatch", '"^{www_re}/a/b/$"'),
     ("Directory", "{www}/*/b"),
+    # nested <Files> merge after server-level ones whatever the file order
+    ("Directory", "{www}/a/b", ("Files", "c.txt")),
     ("Files", '"*.txt"'),
     ("FilesMatch", r'"^c\."'),
-    ("Directory", "{www}/a/b", ("Files", "c.txt")),
 ]
 
 
