@@ -35,7 +35,7 @@ BENCH_DIR = servers.BENCH_DIR
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="benchmarks/run", description=__doc__)
     p.add_argument("--quick", action="store_true", help="development run")
-    p.add_argument("--rounds", type=int, help="rounds for 100 MiB (default 9)")
+    p.add_argument("--rounds", type=int, help="rounds for 100 MiB (default 15)")
     p.add_argument("--wrk-seconds", type=float, help="wrk duration (default 8)")
     p.add_argument("--no-1g", action="store_true", help="skip the 1 GiB phase")
     p.add_argument(
@@ -56,7 +56,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.quick:
         plan = {"r100": 3, "r1g": 0, "rwrk": 2, "wrk_s": 3.0, "lat_s": 2.0}
     else:
-        plan = {"r100": 9, "r1g": 3, "rwrk": 5, "wrk_s": 8.0, "lat_s": 3.0}
+        plan = {"r100": 15, "r1g": 5, "rwrk": 5, "wrk_s": 8.0, "lat_s": 3.0}
     if args.rounds:
         plan["r100"] = args.rounds
     if args.wrk_seconds:
