@@ -2,7 +2,7 @@
 
 Run through ``benchmarks/run`` (which installs what is missing first)::
 
-    benchmarks/run            # full run, ~12 minutes on 2 cores
+    benchmarks/run            # full run, ~10 minutes on 2 cores
     benchmarks/run --quick    # fewer rounds, short wrk, no 1 GiB
 
 Systems are interleaved round by round (direct, perlbal, nginx,
