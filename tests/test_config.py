@@ -746,3 +746,8 @@ def test_arbitrary_text_raises_only_config_error_with_a_line(pieces: list[str]) 
     except ConfigError as exc:
         assert exc.filename is not None
         assert exc.lineno is not None and exc.lineno >= 1
+
+
+def test_line_that_substitutes_to_nothing_is_skipped() -> None:
+    # Found by the hypothesis test above: "Define X" then a line "${X}".
+    assert values("Define X\n${X}\nAllowReproxy On") == {"allow_reproxy": True}

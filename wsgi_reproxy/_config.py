@@ -187,7 +187,7 @@ class _Parser:
             if text.startswith("<"):
                 pos = self.section(lines, pos, text, ctx, base_dir)
                 continue
-            if ctx.active:
+            if ctx.active and text.strip():  # "${EMPTY}" alone is no directive
                 self.directive(Line(text, line.filename, line.lineno), ctx, base_dir)
             pos += 1
         if opener is not None:
@@ -330,6 +330,7 @@ class _Parser:
         inner = _Context(kind, True, tag=tag, depth=ctx.depth + 1)
         inner.sections = ctx.sections  # nested <Files> go to the same list
         index = self.next_index()
+        first_nested = len(ctx.sections)
         pos = self.block(lines, pos + 1, inner, lines[pos], base_dir)
         section = Section(
             kind=kind,
@@ -344,8 +345,8 @@ class _Parser:
         )
         # Nested sections were appended while reading the block; they need
         # this section as parent, which only exists now (records are frozen).
-        nested = [s for s in ctx.sections if s.index > index]
-        del ctx.sections[len(ctx.sections) - len(nested) :]
+        nested = ctx.sections[first_nested:]
+        del ctx.sections[first_nested:]
         ctx.sections.append(section)
         for child in nested:
             ctx.sections.append(dataclasses.replace(child, parent=section))
