@@ -18,8 +18,7 @@ import urllib3
 import webtest
 from conftest import HELLO, RawServer, TargetServer, make_bytes
 
-from wsgi_reproxy import ReproxyMiddleware, parse_config
-from wsgi_reproxy._fetch import TruncatedBodyError
+from wsgi_reproxy import ReproxyMiddleware, TruncatedBodyError, parse_config
 
 APP_BODY = b"APP BODY MUST NOT LEAK"
 
@@ -818,3 +817,39 @@ def test_custom_logger_gets_every_line(
         webtest.TestApp(mw).get("/")
     names = {(r.name, r.levelname) for r in caplog.records}
     assert names == {("myapp.reproxy", "WARNING"), ("myapp.reproxy", "INFO")}
+
+
+def _capabilities_app(seen: list[str | None]) -> Callable[..., Any]:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        seen.append(environ.get("HTTP_X_PROXY_CAPABILITIES"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"app"]
+
+    return app
+
+
+def test_document_root_argument_drives_directory_sections() -> None:
+    config = parse_config("<Directory /srv/files>\nAllowReproxy On\n</Directory>")
+    seen: list[str | None] = []
+    plain = webtest.TestApp(ReproxyMiddleware(_capabilities_app(seen), config))
+    rooted = webtest.TestApp(
+        ReproxyMiddleware(_capabilities_app(seen), config, document_root="/srv/files")
+    )
+    plain.get("/a.iso")
+    rooted.get("/a.iso")
+    assert seen == [None, "reproxy-file"]
+
+
+def test_document_root_needs_a_config_object() -> None:
+    class Fixed:
+        def resolve(self, environ: Any) -> Any:
+            raise AssertionError("not called")
+
+    with pytest.raises(TypeError, match="document_root"):
+        ReproxyMiddleware(_capabilities_app([]), Fixed(), document_root="/srv")
+
+
+def test_cache_false_disables_the_cache() -> None:
+    config = parse_config("<Location />\nAllowReproxy On\n</Location>")
+    assert ReproxyMiddleware(_capabilities_app([]), config, cache=False).cache is None
+    assert ReproxyMiddleware(_capabilities_app([]), config).cache is not None

@@ -7,7 +7,7 @@ import logging
 from ._middleware import ReproxyMiddleware
 from ._resolver import Config, load_config, parse_config
 from ._settings import Settings
-from .exceptions import ConfigError, ReproxyError, UpstreamError
+from .exceptions import ConfigError, ReproxyError, TruncatedBodyError, UpstreamError
 
 __version__ = "0.1.0.dev0"
 
@@ -20,6 +20,7 @@ __all__ = [
     "ReproxyError",
     "ReproxyMiddleware",
     "Settings",
+    "TruncatedBodyError",
     "UpstreamError",
     "load_config",
     "parse_config",

@@ -41,7 +41,7 @@ from werkzeug.http import parse_content_range_header
 
 from ._settings import Settings
 from ._targets import check_url
-from .exceptions import UpstreamError
+from .exceptions import TruncatedBodyError, UpstreamError
 
 logger = logging.getLogger(__name__)
 
@@ -72,14 +72,6 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: Bytes read from a failed response before its connection is given back;
 #: a longer error body is cheaper to drop with the connection (SPEC §4.3).
 _DRAIN_LIMIT = 64 * 1024
-
-
-class TruncatedBodyError(UpstreamError):
-    """The target broke off after the response had started.
-
-    Raised from the body iterator so the WSGI server aborts the client
-    connection: a truncated body must never look complete (SPEC §4.7).
-    """
 
 
 # -- the process-wide pool ---------------------------------------------------

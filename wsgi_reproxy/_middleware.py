@@ -31,7 +31,7 @@ from ._headers import (
     is_reproxy_header,
     status_line,
 )
-from ._resolver import load_config
+from ._resolver import Config, load_config
 from ._settings import Settings
 from ._targets import check_url, split_urls
 from .exceptions import UpstreamError
@@ -164,6 +164,8 @@ class ReproxyMiddleware:
     :param cache: an ``X-Reproxy-Cache-For`` store (``ReproxyCache``).
     :param file_responder: serves ``X-Reproxy-File``.
     :param logger: where reproxy lines go.
+    :param document_root: the directory ``<Directory>`` sections see URL
+        paths under, overriding ``DocumentRoot``.
     """
 
     def __init__(
@@ -186,9 +188,16 @@ class ReproxyMiddleware:
         file_responder: FileResponder | None = None,
         # None: the "wsgi_reproxy._middleware" logger.
         logger: logging.Logger | None = None,
+        # None: <Directory> sections see DocumentRoot from the config, else
+        # SCRIPT_FILENAME (mod_wsgi); a path here wins over both (SPEC §3).
+        document_root: str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(config, (str, os.PathLike)):
             config = load_config(config)
+        if document_root is not None:
+            if not isinstance(config, Config):
+                raise TypeError("document_root needs a wsgi_reproxy.Config")
+            config = config.with_document_root(document_root)
         self.app = app
         self.config: SettingsSource = config
         self.logger = logger if logger is not None else logging.getLogger(__name__)
@@ -196,7 +205,7 @@ class ReproxyMiddleware:
         self.max_urls = max_urls
         if cache is True:
             cache = ReproxyCache()
-        self.cache: ResponseCache | None = cache or None
+        self.cache: ResponseCache | None = None if cache is False else cache
         self.file_responder = file_responder or self.serve_file
 
     def __call__(

@@ -59,3 +59,11 @@ class UpstreamError(ReproxyError):
 
     def __str__(self) -> str:
         return f"{self.url}: {self.reason}"
+
+
+class TruncatedBodyError(UpstreamError):
+    """The target broke off after the response had started.
+
+    Raised from the body iterator so the WSGI server aborts the client
+    connection: a truncated body must never look complete (SPEC §4.7).
+    """
