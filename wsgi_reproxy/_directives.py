@@ -99,7 +99,11 @@ def _timeout(args: list[str], line: Line, env: Env) -> object:
 
 
 def _redirects(args: list[str], line: Line, env: Env) -> object:
-    if len(args) != 1 or not args[0].isdigit() or int(args[0]) > 20:
+    if (
+        len(args) != 1
+        or not (args[0].isascii() and args[0].isdigit())
+        or int(args[0]) > 20
+    ):
         raise ConfigError(
             "ReproxyMaxRedirects takes a whole number from 0 to 20",
             line.filename,
