@@ -790,18 +790,21 @@ def test_urls_past_max_urls_ignored_and_logged(
     assert any("1 URLs past max_urls=2" in r.getMessage() for r in caplog.records)
 
 
-def test_garbage_expected_size_ignored(
-    target: TargetServer, pool: Any, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("value", ["12kb", "\u00b2", "-1", ""])
+def test_garbage_expected_size_fails_closed(
+    value: str, target: TargetServer, pool: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = App(
-        [
-            ("X-Reproxy-Url", target.url("/files/hello.txt")),
-            ("X-Reproxy-Expected-Size", "12kb"),
-        ]
-    )
+    url = target.url("/files/hello.txt")
+    app = App([("X-Reproxy-Url", url), ("X-Reproxy-Expected-Size", value)])
+    seen = len(target.seen)
     with caplog.at_level(logging.WARNING, logger="wsgi_reproxy"):
-        assert client(app, pool).get("/").body == HELLO
-    assert any("'12kb' ignored" in r.getMessage() for r in caplog.records)
+        res = client(app, pool).get("/", status=502)
+    assert HELLO not in res.body
+    assert len(target.seen) == seen  # nothing fetched
+    assert any(
+        f"bad X-Reproxy-Expected-Size {value!r}" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_custom_logger_gets_every_line(

@@ -295,7 +295,8 @@ def expected_size_error(
         actual = content_range.length
     else:
         text = headers.get("Content-Length")
-        if text is None or not text.strip().isdigit():
+        text = None if text is None else text.strip()
+        if not text or not (text.isascii() and text.isdigit()):  # not "²"
             return f"expected size {expected} but no Content-Length"
         actual = int(text)
     if actual != expected:

@@ -288,6 +288,12 @@ class ReproxyMiddleware:
                 self.logger.warning("reproxy URL %r skipped: %s", url, reason)
                 errors.append(UpstreamError(url, reason))
 
+        expected = self._expected_size(app_headers)
+        if isinstance(expected, str):
+            # The app asked for a size check that cannot be made: fail closed,
+            # as perlbal did (its numeric compare of "12kb" never matched).
+            errors += [UpstreamError(url, expected) for url in valid]
+            valid, expected = [], None
         method = "HEAD" if environ.get("REQUEST_METHOD") == "HEAD" else "GET"
         started = time.monotonic()
         upstream, failures = self.fetcher.open_first(
@@ -295,7 +301,7 @@ class ReproxyMiddleware:
             method,
             forwarded_headers(environ, settings.forward_headers),
             settings,
-            expected_size=self._expected_size(app_headers),
+            expected_size=expected,
         )
         errors += failures
         if upstream is None:
@@ -342,15 +348,16 @@ class ReproxyMiddleware:
             raise
         return response.body
 
-    def _expected_size(self, app_headers: Headers) -> int | None:
+    def _expected_size(self, app_headers: Headers) -> int | str | None:
+        """The app's ``X-Reproxy-Expected-Size``: a size, ``None`` when not
+        sent, or the reason it is unusable."""
         values = header_values(app_headers, "X-Reproxy-Expected-Size")
         if not values:
             return None
         text = values[0].strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # "²".isdigit() is true too
             return int(text)
-        self.logger.warning("X-Reproxy-Expected-Size %r ignored: not a size", values[0])
-        return None
+        return f"bad X-Reproxy-Expected-Size {values[0]!r}"
 
     def _bad_gateway(
         self,
