@@ -13,6 +13,7 @@ machine hits all of them alike; the report uses medians.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -120,13 +121,19 @@ def start_all(args: argparse.Namespace, procs: Procs, work: Path) -> list[Any]:
     return systems
 
 
-def check(systems: list[Any]) -> None:
+def check(systems: list[Any], files: Path) -> None:
     """Every system serves the right bytes, also with a dead first URL."""
+    want = {
+        name: hashlib.sha256((files / name).read_bytes()).hexdigest()
+        for name in ("1k", "1m")
+    }
     for s in systems:
         for failover in (False, True) if s.failover else (False,):
-            url = s.url("1k", failover=failover)
-            download(url, expect_size=servers.FILES["1k"])
-            download(s.url("1m", failover=failover), expect_size=servers.FILES["1m"])
+            for name, sha in want.items():
+                url = s.url(name, failover=failover)
+                got = download(url, expect_size=servers.FILES[name], digest=True)
+                if got.sha256 != sha:
+                    raise MeasureError(f"{url}: body differs from {files / name}")
         log(f"ok: {s.label} on 127.0.0.1:{s.port}")
 
 
@@ -170,7 +177,7 @@ def main(argv: list[str]) -> int:
     try:
         systems = start_all(args, procs, work)
         results["systems"] = {s.key: s.label for s in systems}
-        check(systems)
+        check(systems, work / "files")
         reproxies = [s for s in systems if s.failover]
 
         log("warm-up")

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 import subprocess
@@ -36,17 +37,23 @@ class Download:
     status: int
     size: int
     seconds: float
+    sha256: str = ""
 
     @property
     def mib_s(self) -> float:
         return self.size / MIB / self.seconds
 
 
-def download(url: str, *, expect_size: int, timeout: float = 300.0) -> Download:
+def download(
+    url: str, *, expect_size: int, timeout: float = 300.0, digest: bool = False
+) -> Download:
     """GET *url* over a fresh connection and discard the body.
 
     Timing starts before ``connect`` and ends with the last byte, like
     curl's ``time_total``.
+
+    :param digest: also hash the body (``Download.sha256``); for checks only,
+        the hashing would dominate a timed download.
     """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -76,18 +83,21 @@ def download(url: str, *, expect_size: int, timeout: float = 300.0) -> Download:
             raise MeasureError(f"{url}: chunked body, expected Content-Length")
         length = int(headers.get("content-length", "-1"))
         got = len(rest)
+        sha = hashlib.sha256(rest) if digest else None
         while got < length or length < 0:
             n = sock.recv_into(view)
             if not n:
                 break
             got += n
+            if sha is not None:
+                sha.update(view[:n])
     seconds = time.perf_counter() - start
     if status != 200 or got != expect_size or length not in (-1, expect_size):
         raise MeasureError(
             f"{url}: status {status}, {got} bytes of {length}, "
             f"expected 200 and {expect_size}"
         )
-    return Download(status, got, seconds)
+    return Download(status, got, seconds, sha.hexdigest() if sha else "")
 
 
 class RssSampler:
