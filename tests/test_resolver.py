@@ -27,15 +27,15 @@ from hypothesis import strategies as st
 
 from wsgi_reproxy import Config, ConfigError, Settings, load_config, parse_config
 from wsgi_reproxy._config import parse_text
-from wsgi_reproxy._records import ParsedConfig, Section
-from wsgi_reproxy._resolver import (
-    Entry,
-    _fold,
-    _glob_extension,
-    _glob_regex,
-    _regex_extension,
-    _regex_prefix,
+from wsgi_reproxy._match import Entry
+from wsgi_reproxy._patterns import (
+    glob_extension,
+    glob_regex,
+    regex_extension,
+    regex_prefix,
 )
+from wsgi_reproxy._records import ParsedConfig, Section
+from wsgi_reproxy._resolver import _fold
 from wsgi_reproxy._settings import DEFAULT_SETTINGS, Overrides
 
 
@@ -698,7 +698,7 @@ def test_cached_and_uncached_results_agree_across_threads() -> None:
     ],
 )
 def test_regex_literal_prefix(regex: str, prefix: str) -> None:
-    assert _regex_prefix(regex) == prefix
+    assert regex_prefix(regex) == prefix
 
 
 @pytest.mark.parametrize(
@@ -717,7 +717,7 @@ def test_regex_literal_prefix(regex: str, prefix: str) -> None:
     ],
 )
 def test_glob_translation(glob: str, name: str, expected: bool) -> None:
-    assert bool(re.fullmatch(_glob_regex(glob), name)) is expected
+    assert bool(re.fullmatch(glob_regex(glob), name)) is expected
 
 
 @pytest.mark.parametrize(
@@ -736,7 +736,7 @@ def test_glob_translation(glob: str, name: str, expected: bool) -> None:
     ],
 )
 def test_regex_extension_key(regex: str, extension: str) -> None:
-    assert _regex_extension(regex) == extension
+    assert regex_extension(regex) == extension
 
 
 @pytest.mark.parametrize(
@@ -751,7 +751,7 @@ def test_regex_extension_key(regex: str, extension: str) -> None:
     ],
 )
 def test_glob_extension_key(glob: str, extension: str) -> None:
-    assert _glob_extension(glob) == extension
+    assert glob_extension(glob) == extension
 
 
 # -- properties ----------------------------------------------------------------------
