@@ -95,7 +95,12 @@ def start_all(args: argparse.Namespace, procs: Procs, work: Path) -> list[Any]:
     env = {
         "BENCH_STORAGE_PORT": str(port["storage"]),
         "BENCH_DEAD_PORT": str(port["dead"]),
-        "PYTHONPATH": str(BENCH_DIR),
+        # An inherited PYTHONPATH comes after _bench, so that
+        # ``PYTHONPATH=/path/to/other/tree benchmarks/run`` measures that
+        # tree's wsgi_reproxy (the driver's own imports use it too).
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p
+        ),
     }
     log(f"ports: {port}")
     S = servers.System

@@ -173,6 +173,9 @@ class Procs:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},
+                # Not the repository root: "python -m gunicorn" puts its cwd
+                # first on sys.path, which would shadow a PYTHONPATH tree.
+                cwd=self.workdir,
                 start_new_session=True,
             )
         finally:

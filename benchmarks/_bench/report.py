@@ -79,7 +79,17 @@ def machine() -> dict[str, str]:
         "perlbal": perlbal,
         "wrk": wrk.group(1) if wrk else "?",
         "commit": commit,
+        "wsgi_reproxy": _package_dir(),
     }
+
+
+def _package_dir() -> str:
+    """Where the measured wsgi_reproxy came from (a PYTHONPATH tree?)."""
+    try:
+        import wsgi_reproxy
+    except Exception as exc:  # a placeholder package may raise anything
+        return f"not importable ({type(exc).__name__})"
+    return str(Path(wsgi_reproxy.__file__).resolve().parent)
 
 
 def _medians(results: dict[str, Any]) -> dict[str, dict[str, float]]:
