@@ -165,7 +165,7 @@ class Procs:
     ) -> Proc:
         """Start *argv* with stdout/stderr to ``logs/NAME.log``."""
         path = self.workdir / "logs" / f"{name}.log"
-        log = path.open("ab")
+        log = path.open("wb")  # one run's log only
         try:
             popen = subprocess.Popen(
                 argv,

@@ -92,6 +92,9 @@ def _nginx_main(workdir: Path, name: str, workers: int) -> str:
     d = workdir / name
     for sub in ("tmp", "logs"):
         (d / sub).mkdir(parents=True, exist_ok=True)
+    # nginx logs every refused connect of the failover test (~20 MB a run);
+    # keep one run's worth.
+    (d / "logs" / "error.log").unlink(missing_ok=True)
     return f"""
 {_user_line()}
 daemon off;
