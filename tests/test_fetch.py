@@ -16,7 +16,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from wsgi_reproxy import Settings, UpstreamError, _fetch
+from wsgi_reproxy import Settings, UpstreamError, _pool
 from wsgi_reproxy._fetch import (
     Fetcher,
     TruncatedBodyError,
@@ -34,7 +34,7 @@ SETTINGS = Settings(allow_reproxy=True, connect_timeout=1, read_timeout=0.3)
 def test_default_pool_created_once_and_bounded() -> None:
     pool = default_pool()
     assert default_pool() is pool
-    assert pool.connection_pool_kw["maxsize"] == _fetch.DEFAULT_MAXSIZE
+    assert pool.connection_pool_kw["maxsize"] == _pool.DEFAULT_MAXSIZE
     assert pool.connection_pool_kw["block"] is False
 
 
@@ -42,7 +42,7 @@ def test_default_pool_recreated_when_pid_changes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pool = default_pool()
-    monkeypatch.setattr(_fetch, "_pool_pid", -1)  # as seen by a forked child
+    monkeypatch.setattr(_pool, "_pool_pid", -1)  # as seen by a forked child
     fresh = default_pool()
     assert fresh is not pool
     assert default_pool() is fresh

@@ -1,4 +1,4 @@
-"""Fetching reproxy targets: the pool, failover over a URL list, the body.
+"""Fetching reproxy targets: redirects and failover over a URL list.
 
 Data flows in one direction: the middleware hands over a URL list and the
 resolved :class:`~wsgi_reproxy.Settings`; this module opens the first URL
@@ -14,53 +14,47 @@ streams the target's bytes without buffering them::
 
 Every urllib3 exception is translated into :class:`UpstreamError` in one
 place, :func:`upstream_errors` (httpx's ``map_httpcore_exceptions``).
+
+The process-wide pool lives in :mod:`~wsgi_reproxy._pool`, that exception
+boundary in :mod:`~wsgi_reproxy._boundary`, the streaming body in
+:mod:`~wsgi_reproxy._body`; their names are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from urllib.parse import urljoin
 
 import urllib3
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    EmptyPoolError,
-    HTTPError,
-    MaxRetryError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-)
 from werkzeug.http import parse_content_range_header
 
+from ._body import DEFAULT_CHUNK_SIZE, Upstream, UpstreamBody, discard
+from ._boundary import upstream_errors
+from ._pool import DEFAULT_MAXSIZE, DEFAULT_NUM_POOLS, default_pool
 from ._settings import Settings
 from ._targets import check_url
 from .exceptions import TruncatedBodyError, UpstreamError
 
+__all__ = [
+    "ANSWER_STATUSES",
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_MAXSIZE",
+    "DEFAULT_NUM_POOLS",
+    "REDIRECT_STATUSES",
+    "Fetcher",
+    "TruncatedBodyError",
+    "Upstream",
+    "UpstreamBody",
+    "UpstreamError",
+    "default_pool",
+    "discard",
+    "expected_size_error",
+    "upstream_errors",
+]
+
 logger = logging.getLogger(__name__)
-
-#: Default bytes per body read: 1 MiB.  Measured with ``benchmarks/stream.py``
-#: (one gunicorn sync worker, nginx target on loopback, 2 shared cores):
-#: 64 KiB reached 0.32x the direct download, 256 KiB 0.46x, 1 MiB 0.60x,
-#: 2 MiB no better.  Reading costs little at any size from 256 KiB on (about
-#: 0.16 s of CPU per GiB); the WSGI server's per-chunk write is what larger
-#: chunks save.  The price is one transient 1 MiB ``bytes`` per response.
-DEFAULT_CHUNK_SIZE = 1024 * 1024
-
-#: Distinct target hosts kept in the process-wide pool (urllib3's LRU of
-#: per-host pools); storage clusters rarely have more nodes than this.
-DEFAULT_NUM_POOLS = 32
-
-#: Idle keep-alive connections kept per target host.  A gthread worker with
-#: more threads still works: ``block=False`` opens extra connections and
-#: discards them after use instead of making a request wait.
-DEFAULT_MAXSIZE = 16
 
 #: Statuses that are answers although not 2xx: perlbal passed 304 and 416
 #: through to the client (SPEC §4.3).
@@ -68,207 +62,6 @@ ANSWER_STATUSES = frozenset({304, 416})
 
 #: Statuses whose ``Location`` is followed, up to ``ReproxyMaxRedirects``.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-
-#: Bytes read from a failed response before its connection is given back;
-#: a longer error body is cheaper to drop with the connection (SPEC §4.3).
-_DRAIN_LIMIT = 64 * 1024
-
-
-# -- the process-wide pool ---------------------------------------------------
-
-_pool_lock = threading.Lock()
-_pool: urllib3.PoolManager | None = None
-_pool_pid: int | None = None
-
-
-def default_pool() -> urllib3.PoolManager:
-    """Return the process-wide :class:`urllib3.PoolManager`, creating it lazily.
-
-    A new pool is created when the process id changed since the last call:
-    gunicorn's ``--preload`` forks workers from a master that may already
-    hold one, and a socket shared between processes is unusable (SPEC §5).
-    """
-    global _pool, _pool_pid
-    pid = os.getpid()
-    pool = _pool
-    if pool is not None and _pool_pid == pid:
-        return pool
-    with _pool_lock:
-        if _pool is None or _pool_pid != pid:
-            # The parent's pool is not closed here: closing only drops this
-            # process's copies of the descriptors, which the GC does anyway.
-            _pool = urllib3.PoolManager(
-                num_pools=DEFAULT_NUM_POOLS, maxsize=DEFAULT_MAXSIZE, block=False
-            )
-            _pool_pid = pid
-        return _pool
-
-
-def _reset_lock_after_fork() -> None:
-    # A thread of the parent may have held the lock at fork time; the child
-    # has no such thread, so it needs a fresh lock (the pid check does the rest).
-    global _pool_lock
-    _pool_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_lock_after_fork)
-
-
-# -- the exception boundary --------------------------------------------------
-
-
-@contextlib.contextmanager
-def upstream_errors(
-    url: str, *, error: type[UpstreamError] = UpstreamError
-) -> Iterator[None]:
-    """Translate urllib3 and socket exceptions into *error* for *url*.
-
-    The one place where urllib3's exception hierarchy meets ours; the
-    original exception stays available as ``__cause__``.
-    """
-    try:
-        yield
-    except MaxRetryError as exc:  # only with a caller's pool that retries
-        reason = exc.reason if exc.reason is not None else exc
-        raise _translate(url, reason, error) from exc
-    except (HTTPError, OSError) as exc:
-        raise _translate(url, exc, error) from exc
-
-
-def _translate(
-    url: str, exc: BaseException, error: type[UpstreamError]
-) -> UpstreamError:
-    if isinstance(exc, ReadTimeoutError):
-        return error(url, "read timeout", timeout=True)
-    if isinstance(exc, EmptyPoolError):
-        return error(url, "no free connection in the pool", timeout=True)
-    if isinstance(exc, NewConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        text = cause.strerror if isinstance(cause, OSError) and cause.strerror else exc
-        return error(url, f"cannot connect: {text}")
-    if isinstance(exc, ConnectTimeoutError):
-        # Checked after NewConnectionError, which urllib3 2 derives from it:
-        # a refused connection is not a timeout (and must not answer 504).
-        return error(url, "connect timeout", timeout=True)
-    if isinstance(exc, ProtocolError):
-        return error(url, f"connection broken: {exc.args[0] if exc.args else exc}")
-    if isinstance(exc, TimeoutError):
-        return error(url, "timeout", timeout=True)
-    return error(url, f"{type(exc).__name__}: {exc}")
-
-
-# -- one response -------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Upstream:
-    """The target response chosen for a request.
-
-    :param url: the URL that answered (after redirects).
-    :param status: the target's status code.
-    :param reason: the target's reason phrase.
-    :param headers: the target's headers, repeated ones as separate pairs.
-    :param body: the streaming body; the caller must close it.
-    """
-
-    url: str
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    body: UpstreamBody
-
-
-class UpstreamBody:
-    """A WSGI response iterable streaming a urllib3 response.
-
-    Reads ``chunk_size`` bytes at a time without content decoding.  When the
-    target breaks off, or sends fewer bytes than its ``Content-Length``
-    (urllib3 enforces it), iteration raises :class:`TruncatedBodyError`.
-
-    :meth:`close` may be called any number of times.  A body read to its end
-    gives its connection back for keep-alive (``release_conn``); otherwise the
-    connection is closed first, because draining an unread multi-gigabyte
-    body would cost as much as sending it (``drain_conn`` is wrong here).
-
-    :param on_close: called once from :meth:`close` with the bytes delivered
-        and whether the body was complete, e.g. to log the transfer.
-    """
-
-    def __init__(
-        self,
-        response: urllib3.BaseHTTPResponse,
-        url: str,
-        *,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        on_close: Callable[[int, bool], None] | None = None,
-        log: logging.Logger = logger,
-    ) -> None:
-        self._response = response
-        self._log = log
-        self.url = url
-        self.chunk_size = chunk_size
-        self.bytes_sent = 0
-        self.complete = False
-        self._closed = False
-        self.on_close = on_close
-
-    def __iter__(self) -> UpstreamBody:
-        return self
-
-    def __next__(self) -> bytes:
-        if self.complete or self._closed:
-            raise StopIteration
-        try:
-            with upstream_errors(self.url, error=TruncatedBodyError):
-                data = self._response.read(self.chunk_size, decode_content=False)
-        except TruncatedBodyError as exc:
-            self._log.warning(
-                "reproxy body broke off after %d bytes: %s", self.bytes_sent, exc
-            )
-            raise
-        if not data:
-            self.complete = True
-            raise StopIteration
-        self.bytes_sent += len(data)
-        return data
-
-    def close(self) -> None:
-        """Give the connection back (or drop it) and report; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        response = self._response
-        # Every byte of a Content-Length body arrived even if nobody asked
-        # for the empty read that ends the iteration.
-        self.complete = self.complete or response.length_remaining == 0
-        try:
-            if not self.complete:
-                # Unread bytes are still on the socket: the connection can't
-                # be reused, so close it; release_conn() then frees the slot.
-                response.close()
-        finally:
-            response.release_conn()
-            if self.on_close is not None:
-                self.on_close(self.bytes_sent, self.complete)
-
-
-def discard(response: urllib3.BaseHTTPResponse) -> None:
-    """Give back the connection of a response we will not use.
-
-    A short body (a redirect or error page) is read so the connection can be
-    kept alive; anything longer is dropped with its connection.
-    """
-    try:
-        length = response.length_remaining
-        if length is not None and length <= _DRAIN_LIMIT:
-            response.read(decode_content=False)
-        else:
-            response.close()
-    except (HTTPError, OSError):
-        response.close()
-    finally:
-        response.release_conn()
 
 
 def expected_size_error(
