@@ -17,6 +17,11 @@ The parser reads what httpd 2.4 reads and keeps what matters here:
   project does not know (``<Proxy>``, ``<Limit>``, ``<If>``, …) are ignored
   too; one of our directives inside one is ignored with a warning.
 
+The pieces live beside this reader: :mod:`~wsgi_reproxy._sections` (what
+each section tag means and where it may occur), :mod:`~wsgi_reproxy._includes`
+(``Include``) and :mod:`~wsgi_reproxy._conditions` (``Define``,
+``<IfDefine>``, ``<IfModule>``).
+
 Example::
 
     parsed = parse_text("<Location />\\n AllowReproxy on\\n</Location>\\n")
@@ -25,72 +30,36 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 
-from ._directives import DIRECTIVES, expand_include, has_glob, store
+from ._conditions import OUR_MODULES, Conditions
+from ._directives import DIRECTIVES, store
+from ._includes import Includes
 from ._lexer import Line, logical_lines, split_words, substitute
-from ._records import Directive, ParsedConfig, Section, SectionKind, VirtualHost
-from ._settings import Overrides
+from ._records import Directive, ParsedConfig, Section, VirtualHost
+from ._sections import (
+    CANONICAL,
+    MAX_NESTING,
+    SECTIONS,
+    Context,
+    VHostBuilder,
+    add_section,
+    open_name,
+    open_virtualhost,
+    section_pattern,
+)
 from .exceptions import ConfigError
 
-#: ``<IfModule>`` names that are always loaded: we are mod_reproxy.
-OUR_MODULES = frozenset({"mod_reproxy.c", "reproxy_module", "mod_reproxy"})
-
-# section tag (lower case) -> (canonical tag, kind, regex?)
-_SECTIONS: dict[str, tuple[str, SectionKind, bool]] = {
-    "directory": ("Directory", "directory", False),
-    "directorymatch": ("DirectoryMatch", "directory", True),
-    "files": ("Files", "files", False),
-    "filesmatch": ("FilesMatch", "files", True),
-    "location": ("Location", "location", False),
-    "locationmatch": ("LocationMatch", "location", True),
-}
-_CANONICAL = {
-    "virtualhost": "VirtualHost",
-    "ifdefine": "IfDefine",
-    "ifmodule": "IfModule",
-    **{key: value[0] for key, value in _SECTIONS.items()},
-}
-_MAX_INCLUDE_DEPTH = 128  # httpd's AP_MAX_INCLUDE_DEPTH
-_MAX_NESTING = 64  # sections inside sections; real configs use 3 or 4
-
-
-@dataclass
-class _Context:
-    """Where the parser is: what encloses the current line."""
-
-    level: str  # "server", "vhost", "directory", "files", "location", "foreign"
-    active: bool  # False inside a false <IfDefine>/<IfModule>
-    values: dict[str, object] = field(default_factory=dict)
-    origins: dict[str, str] = field(default_factory=dict)
-    sections: list[Section] = field(default_factory=list)
-    tag: str = ""
-    depth: int = 0
-
-    def overrides(self) -> Overrides:
-        return Overrides(tuple(self.values.items()), tuple(self.origins.items()))
-
-
-@dataclass
-class _VHostBuilder:
-    addresses: tuple[str, ...]
-    filename: str
-    lineno: int
-    names: list[str] = field(default_factory=list)
-    aliases: list[str] = field(default_factory=list)
-    document_root: str | None = None
+__all__ = ["OUR_MODULES", "parse_file", "parse_text"]
 
 
 class _Parser:
     def __init__(
         self, defines: Mapping[str, str] | None, modules: Collection[str] | None
     ) -> None:
-        self.defines: dict[str, str] = dict(defines or {})
-        self.modules = None if modules is None else {_module_key(m) for m in modules}
+        self.conditions = Conditions(defines, modules)
+        self.includes = Includes()
         self.server_root: str | None = None
         self.document_root: str | None = None
         self.ignored: list[Directive] = []
@@ -100,11 +69,10 @@ class _Parser:
         self.index = 0
         self.allow_on: list[str] = []
         self.has_allow_list = False
-        self.include_stack: list[str] = []
 
     # -- files -----------------------------------------------------------
 
-    def parse(self, text: str, filename: str, base_dir: str, ctx: _Context) -> None:
+    def parse(self, text: str, filename: str, base_dir: str, ctx: Context) -> None:
         self.files.append(filename)
         lines = list(logical_lines(text, filename))
         pos = self.block(lines, 0, ctx, None, base_dir)
@@ -116,42 +84,12 @@ class _Parser:
             )
 
     def include(
-        self, pattern: str, optional: bool, line: Line, ctx: _Context, base_dir: str
+        self, pattern: str, optional: bool, line: Line, ctx: Context, base_dir: str
     ) -> None:
         root = self.server_root or base_dir
-        path = os.path.join(root, pattern)
-        try:
-            matches = expand_include(path)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(
-                f"cannot read {path!r}: {exc}", line.filename, line.lineno
-            ) from exc
-        if not matches and not optional:
-            what = "wildcard" if has_glob(pattern) else "file"
-            raise ConfigError(
-                f"Include: no {what} matches {path!r}", line.filename, line.lineno
-            )
-        for match in matches:
-            real = os.path.realpath(match)
-            if real in self.include_stack:
-                chain = " -> ".join([*self.include_stack, real])
-                raise ConfigError(f"Include cycle: {chain}", line.filename, line.lineno)
-            if len(self.include_stack) >= _MAX_INCLUDE_DEPTH:
-                raise ConfigError(
-                    "Include nested too deeply", line.filename, line.lineno
-                )
-            try:
-                with open(match, encoding="utf-8", errors="surrogateescape") as f:
-                    text = f.read()
-            except (OSError, ValueError) as exc:
-                raise ConfigError(
-                    f"cannot read {match!r}: {exc}", line.filename, line.lineno
-                ) from exc
-            self.include_stack.append(real)
-            try:
+        for match in self.includes.expand(pattern, optional, line, root):
+            with self.includes.entering(match, line) as text:
                 self.parse(text, match, os.path.dirname(match), ctx)
-            finally:
-                self.include_stack.pop()
 
     # -- blocks ----------------------------------------------------------
 
@@ -159,17 +97,17 @@ class _Parser:
         self,
         lines: list[Line],
         pos: int,
-        ctx: _Context,
+        ctx: Context,
         opener: Line | None,
         base_dir: str,
     ) -> int:
         """Read lines until the closing tag of *opener*; return the next index."""
-        expected = _open_name(opener) if opener else None
+        expected = open_name(opener) if opener else None
         while pos < len(lines):
             line = lines[pos]
             text = line.text
             if ctx.active:
-                text, missing = substitute(text, self.lookup)
+                text, missing = substitute(text, self.conditions.lookup)
                 for name in missing:
                     self.warn(line, f"config variable ${{{name}}} is not defined")
             if text.startswith("</"):
@@ -177,7 +115,7 @@ class _Parser:
                     return pos
                 seen = text[2:].rstrip(">").strip()
                 if seen.lower() != expected.lower():
-                    canonical = _CANONICAL.get(expected.lower(), expected)
+                    canonical = CANONICAL.get(expected.lower(), expected)
                     raise ConfigError(
                         f"Expected </{canonical}> but saw </{seen}>",
                         line.filename,
@@ -191,24 +129,24 @@ class _Parser:
                 self.directive(Line(text, line.filename, line.lineno), ctx, base_dir)
             pos += 1
         if opener is not None:
-            name = _CANONICAL.get(expected.lower(), expected) if expected else ""
+            name = CANONICAL.get(expected.lower(), expected) if expected else ""
             raise ConfigError(
                 f"<{name}> was not closed", opener.filename, opener.lineno
             )
         return pos
 
     def section(
-        self, lines: list[Line], pos: int, text: str, ctx: _Context, base_dir: str
+        self, lines: list[Line], pos: int, text: str, ctx: Context, base_dir: str
     ) -> int:
         line = Line(text, lines[pos].filename, lines[pos].lineno)
-        name = _open_name(line)
+        name = open_name(line)
         key = name.lower()
-        canonical = _CANONICAL.get(key, name)
+        canonical = CANONICAL.get(key, name)
         if not name:
             raise ConfigError(
                 f"{text.split()[0]!r} is not a section tag", line.filename, line.lineno
             )
-        if ctx.depth >= _MAX_NESTING:
+        if ctx.depth >= MAX_NESTING:
             raise ConfigError(
                 f"<{canonical}> nested too deeply", line.filename, line.lineno
             )
@@ -224,9 +162,9 @@ class _Parser:
                 raise ConfigError(
                     f"<{canonical}> takes one argument", line.filename, line.lineno
                 )
-            inner = _Context(
+            inner = Context(
                 ctx.level,
-                ctx.active and self.condition(key, args[0]),
+                ctx.active and self.conditions.test(key, args[0]),
                 ctx.values,
                 ctx.origins,
                 ctx.sections,
@@ -236,10 +174,10 @@ class _Parser:
             return self.block(lines, pos + 1, inner, lines[pos], base_dir)
         if key == "virtualhost" and ctx.active:
             return self.virtualhost(lines, pos, line, args, ctx, base_dir)
-        if key in _SECTIONS and ctx.active:
+        if key in SECTIONS and ctx.active:
             return self.dir_section(lines, pos, line, key, args, ctx, base_dir)
         # A section we do not know: check its nesting, apply nothing inside.
-        inner = _Context("foreign", False, tag=canonical, depth=ctx.depth + 1)
+        inner = Context("foreign", False, tag=canonical, depth=ctx.depth + 1)
         if ctx.active:
             inner.active, inner.level = True, "foreign"
             self.ignored.append(
@@ -253,37 +191,17 @@ class _Parser:
         pos: int,
         line: Line,
         args: list[str],
-        ctx: _Context,
+        ctx: Context,
         base_dir: str,
     ) -> int:
-        if ctx.level != "server":
-            raise ConfigError(
-                f"<VirtualHost> cannot occur within {_where(ctx)}",
-                line.filename,
-                line.lineno,
-            )
-        if not args:
-            raise ConfigError(
-                "<VirtualHost> needs at least one address", line.filename, line.lineno
-            )
-        vhost = _VHostBuilder(tuple(args), line.filename, line.lineno)
-        inner = _Context("vhost", True, tag="VirtualHost", depth=ctx.depth + 1)
+        vhost = open_virtualhost(line, args, ctx)
+        inner = Context("vhost", True, tag="VirtualHost", depth=ctx.depth + 1)
         self.current_vhost = vhost
         try:
             pos = self.block(lines, pos + 1, inner, lines[pos], base_dir)
         finally:
             self.current_vhost = None
-        self.vhosts.append(
-            VirtualHost(
-                addresses=vhost.addresses,
-                names=tuple(vhost.names + vhost.aliases),
-                overrides=inner.overrides(),
-                document_root=vhost.document_root,
-                sections=tuple(inner.sections),
-                filename=vhost.filename,
-                lineno=vhost.lineno,
-            )
-        )
+        self.vhosts.append(vhost.record(inner))
         return pos
 
     def dir_section(
@@ -293,41 +211,12 @@ class _Parser:
         line: Line,
         key: str,
         args: list[str],
-        ctx: _Context,
+        ctx: Context,
         base_dir: str,
     ) -> int:
-        tag, kind, regex = _SECTIONS[key]
-        allowed = ctx.level in ("server", "vhost") or (
-            kind == "files" and ctx.level == "directory"
-        )
-        if not allowed:
-            raise ConfigError(
-                f"<{tag}> cannot occur within {_where(ctx)}", line.filename, line.lineno
-            )
-        if args and args[0] == "~" and not regex:
-            regex = True
-            args = args[1:]
-        if len(args) != 1:
-            raise ConfigError(
-                f"<{tag}> takes one argument, a path or pattern"
-                if args
-                else f"<{tag}> directive requires additional arguments",
-                line.filename,
-                line.lineno,
-            )
-        pattern = args[0]
-        if regex:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ConfigError(
-                    f"<{tag}> regex {pattern!r} does not compile: {exc}",
-                    line.filename,
-                    line.lineno,
-                ) from exc
-        elif kind == "directory" and not pattern.startswith("/"):
-            pattern = os.path.join(self.server_root or base_dir, pattern)
-        inner = _Context(kind, True, tag=tag, depth=ctx.depth + 1)
+        root = self.server_root or base_dir
+        tag, kind, regex, pattern = section_pattern(key, args, ctx, line, root)
+        inner = Context(kind, True, tag=tag, depth=ctx.depth + 1)
         inner.sections = ctx.sections  # nested <Files> go to the same list
         index = self.next_index()
         first_nested = len(ctx.sections)
@@ -343,13 +232,7 @@ class _Parser:
             index=index,
             parent=None,
         )
-        # Nested sections were appended while reading the block; they need
-        # this section as parent, which only exists now (records are frozen).
-        nested = ctx.sections[first_nested:]
-        del ctx.sections[first_nested:]
-        ctx.sections.append(section)
-        for child in nested:
-            ctx.sections.append(dataclasses.replace(child, parent=section))
+        add_section(ctx.sections, first_nested, section)
         return pos
 
     def next_index(self) -> int:
@@ -358,7 +241,7 @@ class _Parser:
 
     # -- directives ------------------------------------------------------
 
-    def directive(self, line: Line, ctx: _Context, base_dir: str) -> None:
+    def directive(self, line: Line, ctx: Context, base_dir: str) -> None:
         words = split_words(line.text)
         name, args = words[0], words[1:]
         key = name.lower()
@@ -381,20 +264,10 @@ class _Parser:
             self.include(args[0], key == "includeoptional", line, ctx, base_dir)
             return
         if key == "define":
-            if not args or len(args) > 2 or ":" in args[0]:
-                raise ConfigError(
-                    "Define takes one or two arguments, NAME [VALUE]",
-                    line.filename,
-                    line.lineno,
-                )
-            self.defines[args[0]] = args[1] if len(args) == 2 else ""
+            self.conditions.define(args, line)
             return
         if key == "undefine":
-            if len(args) != 1:
-                raise ConfigError(
-                    "UnDefine takes one argument", line.filename, line.lineno
-                )
-            self.defines.pop(args[0], None)
+            self.conditions.undefine(args, line)
             return
         if key == "serverroot" and len(args) == 1 and ctx.level == "server":
             self.server_root = os.path.join(base_dir, args[0])
@@ -411,80 +284,23 @@ class _Parser:
                 self.document_root = root
             return
         if key in ("servername", "serveralias") and ctx.level == "vhost":
-            vhost = self.current_vhost
-            if vhost is not None:
-                target = vhost.names if key == "servername" else vhost.aliases
-                if key == "servername":
-                    target.clear()
-                    args = args[:1]
-                target.extend(_host_name(a) for a in args)
+            if self.current_vhost is not None:
+                self.current_vhost.add_names(key, args)
             return
         self.ignored.append(Directive(name, tuple(args), line.filename, line.lineno))
 
     # -- helpers ---------------------------------------------------------
 
-    current_vhost: _VHostBuilder | None = None
-
-    def lookup(self, name: str) -> str | None:
-        if name in self.defines:
-            return self.defines[name]
-        return os.environ.get(name)
-
-    def condition(self, key: str, arg: str) -> bool:
-        negate = arg.startswith("!")
-        name = arg[1:] if negate else arg
-        if key == "ifdefine":
-            result = name in self.defines
-        elif _module_key(name) in {_module_key(m) for m in OUR_MODULES}:
-            result = True
-        else:
-            result = self.modules is None or _module_key(name) in self.modules
-        return result != negate
+    current_vhost: VHostBuilder | None = None
 
     def warn(self, line: Line, message: str) -> None:
         self.warnings.append(f"{line.filename}:{line.lineno}: {message}")
 
 
-# -- small helpers -------------------------------------------------------
-
-
-def _open_name(line: Line) -> str:
-    text = line.text[1:]
-    end = 0
-    while end < len(text) and text[end] not in " \t>":
-        end += 1
-    return text[:end]
-
-
-def _where(ctx: _Context) -> str:
-    return f"<{ctx.tag}> section" if ctx.tag else "this context"
-
-
-def _module_key(name: str) -> str:
-    """``mod_ssl.c``, ``ssl_module`` and ``mod_ssl`` all name one module."""
-    name = name.strip()
-    if name.endswith(".c"):
-        name = name[:-2]
-    if name.startswith("mod_"):
-        return name[4:]
-    if name.endswith("_module"):
-        return name[: -len("_module")]
-    return name
-
-
-def _host_name(value: str) -> str:
-    """``ServerName https://Www.Example.com:443`` -> ``www.example.com``."""
-    if "://" in value:
-        value = value.split("://", 1)[1]
-    if value.startswith("["):
-        return value[: value.find("]") + 1].lower()
-    return value.rsplit(":", 1)[0].lower() if value.count(":") == 1 else value.lower()
-
-
 # -- entry points ----------------------------------------------------------
 
 
-def _finish(parser: _Parser, ctx: _Context) -> ParsedConfig:
+def _finish(parser: _Parser, ctx: Context) -> ParsedConfig:
     if parser.allow_on and not parser.has_allow_list:
         for where in parser.allow_on:
             parser.warnings.append(
@@ -521,7 +337,7 @@ def parse_text(
     :raises ConfigError: on any syntax error or bad value of our directives.
     """
     parser = _Parser(defines, modules)
-    ctx = _Context("server", True)
+    ctx = Context("server", True)
     parser.parse(text, filename, base_dir or os.getcwd(), ctx)
     return _finish(parser, ctx)
 
@@ -542,7 +358,7 @@ def parse_file(
             f"cannot read configuration: {exc.strerror}", filename
         ) from exc
     parser = _Parser(defines, modules)
-    parser.include_stack.append(os.path.realpath(filename))
-    ctx = _Context("server", True)
+    parser.includes.stack.append(os.path.realpath(filename))
+    ctx = Context("server", True)
     parser.parse(text, filename, os.path.dirname(os.path.abspath(filename)), ctx)
     return _finish(parser, ctx)

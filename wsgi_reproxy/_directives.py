@@ -171,39 +171,3 @@ def store(
         value = previous + value
     values[name] = value
     origins[name] = where
-
-
-def has_glob(path: str) -> bool:
-    return any(c in path for c in "*?[")
-
-
-def expand_include(path: str) -> list[str]:
-    """Files an ``Include`` path names, httpd's way.
-
-    A directory includes every file below it; wildcards (in any component)
-    match dot files too and are expanded in alphabetical order.
-    """
-    if not has_glob(path):
-        if os.path.isdir(path):
-            return walk_files(path)
-        return [path] if os.path.exists(path) else []
-    import fnmatch
-
-    head, tail = os.path.split(path)
-    results: list[str] = []
-    for parent in expand_include(head) if has_glob(head) else [head]:
-        if not os.path.isdir(parent):
-            continue
-        for name in sorted(os.listdir(parent)):
-            if fnmatch.fnmatchcase(name, tail):
-                full = os.path.join(parent, name)
-                results.extend(walk_files(full) if os.path.isdir(full) else [full])
-    return results
-
-
-def walk_files(directory: str) -> list[str]:
-    files: list[str] = []
-    for name in sorted(os.listdir(directory)):
-        full = os.path.join(directory, name)
-        files.extend(walk_files(full) if os.path.isdir(full) else [full])
-    return files

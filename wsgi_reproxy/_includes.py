@@ -1,0 +1,113 @@
+"""``Include`` and ``IncludeOptional``: which files, in what order, no cycles.
+
+A path is relative to ``ServerRoot`` or else to the including file's
+directory.  A directory includes every file below it; wildcards (in any
+component) are expanded in alphabetical order.  :class:`Includes` keeps the
+stack of files being read, so a file that includes itself (directly or
+not) is a :class:`ConfigError` instead of a recursion::
+
+    includes = Includes()
+    for name in includes.expand("conf.d/*.conf", False, line, root):
+        with includes.entering(name, line) as text:
+            ...  # parse text; a nested Include sees this file on the stack
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+from collections.abc import Iterator
+
+from ._lexer import Line
+from .exceptions import ConfigError
+
+_MAX_INCLUDE_DEPTH = 128  # httpd's AP_MAX_INCLUDE_DEPTH
+
+
+def has_glob(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def expand_include(path: str) -> list[str]:
+    """Files an ``Include`` path names, httpd's way.
+
+    A directory includes every file below it; wildcards (in any component)
+    match dot files too and are expanded in alphabetical order.
+    """
+    if not has_glob(path):
+        if os.path.isdir(path):
+            return walk_files(path)
+        return [path] if os.path.exists(path) else []
+    head, tail = os.path.split(path)
+    results: list[str] = []
+    for parent in expand_include(head) if has_glob(head) else [head]:
+        if not os.path.isdir(parent):
+            continue
+        for name in sorted(os.listdir(parent)):
+            if fnmatch.fnmatchcase(name, tail):
+                full = os.path.join(parent, name)
+                results.extend(walk_files(full) if os.path.isdir(full) else [full])
+    return results
+
+
+def walk_files(directory: str) -> list[str]:
+    files: list[str] = []
+    for name in sorted(os.listdir(directory)):
+        full = os.path.join(directory, name)
+        files.extend(walk_files(full) if os.path.isdir(full) else [full])
+    return files
+
+
+class Includes:
+    """The real paths of the files being read, outermost first."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+
+    def expand(self, pattern: str, optional: bool, line: Line, root: str) -> list[str]:
+        """The files ``Include`` *pattern* on *line* names, relative to *root*.
+
+        :raises ConfigError: when nothing matches and *optional* is false, or
+            a directory cannot be read.
+        """
+        path = os.path.join(root, pattern)
+        try:
+            matches = expand_include(path)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot read {path!r}: {exc}", line.filename, line.lineno
+            ) from exc
+        if not matches and not optional:
+            what = "wildcard" if has_glob(pattern) else "file"
+            raise ConfigError(
+                f"Include: no {what} matches {path!r}", line.filename, line.lineno
+            )
+        return matches
+
+    @contextlib.contextmanager
+    def entering(self, filename: str, line: Line) -> Iterator[str]:
+        """Read *filename* (included on *line*) and keep it on the stack while
+        the caller parses the text this yields.
+
+        :raises ConfigError: on a cycle, nesting deeper than httpd allows, or
+            a file that cannot be read.
+        """
+        real = os.path.realpath(filename)
+        if real in self.stack:
+            chain = " -> ".join([*self.stack, real])
+            raise ConfigError(f"Include cycle: {chain}", line.filename, line.lineno)
+        if len(self.stack) >= _MAX_INCLUDE_DEPTH:
+            raise ConfigError("Include nested too deeply", line.filename, line.lineno)
+        try:
+            with open(filename, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot read {filename!r}: {exc}", line.filename, line.lineno
+            ) from exc
+        self.stack.append(real)
+        try:
+            yield text
+        finally:
+            self.stack.pop()
