@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 import traceback
 from collections.abc import Callable
@@ -45,6 +48,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="anchors only (while the middleware is a placeholder)",
     )
     p.add_argument("--note", default="", help="a line added to latest.md")
+    p.add_argument(
+        "--at",
+        metavar="REV",
+        help="measure wsgi_reproxy as committed at REV (e.g. HEAD), not the "
+        "working tree, which other work may be editing",
+    )
     p.add_argument(
         "--from-json",
         type=Path,
@@ -83,6 +92,38 @@ def wsgi_reproxy_ready() -> str | None:
     finally:
         sys.path.remove(str(BENCH_DIR))
     return None
+
+
+def use_revision(rev: str, tree: Path) -> None:
+    """Extract ``wsgi_reproxy/`` at *rev* into *tree* and import it from there.
+
+    ``git archive`` only reads the repository, so this never touches the
+    working tree. The servers find the copy through ``PYTHONPATH``.
+    """
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    archive = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(BENCH_DIR.parent),
+            "archive",
+            "--format=tar",
+            rev,
+            "wsgi_reproxy",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(tree, filter="data")
+        else:  # Python < 3.11.4
+            tar.extractall(tree)  # our own repository's files
+    path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree), path) if p)
+    sys.path.insert(0, str(tree))
+    log(f"measuring wsgi_reproxy at {rev} (extracted to {tree})")
 
 
 def start_all(args: argparse.Namespace, procs: Procs, work: Path) -> list[Any]:
@@ -180,6 +221,8 @@ def main(argv: list[str]) -> int:
 
     t0 = time.monotonic()
     try:
+        if args.at:
+            use_revision(args.at, work / "tree")
         systems = start_all(args, procs, work)
         results["systems"] = {s.key: s.label for s in systems}
         check(systems, work / "files")
@@ -263,7 +306,7 @@ def main(argv: list[str]) -> int:
     results["seconds"] = time.monotonic() - t0
     results["load_after"] = os.getloadavg()
     results["note"] = args.note
-    results["machine"] = report.machine()
+    results["machine"] = report.machine(args.at)
     results["medians"] = {
         s: {m: median(v) for m, v in metrics.items()} for s, metrics in raw.items()
     }

@@ -46,8 +46,12 @@ def _run(argv: list[str]) -> str:
     return (out.stdout + out.stderr).strip()
 
 
-def machine() -> dict[str, str]:
-    """Describe the machine and the versions of everything measured."""
+def machine(at: str | None = None) -> dict[str, str]:
+    """Describe the machine and the versions of everything measured.
+
+    :param at: the git revision whose ``wsgi_reproxy`` was measured
+        (``--at``); ``None``: the working tree.
+    """
     cpu = "?"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -61,11 +65,12 @@ def machine() -> dict[str, str]:
     import urllib3
 
     here = Path(__file__).resolve().parent
-    commit = _run(["git", "-C", str(here), "log", "-1", "--format=%h %s"])
+    rev = at or "HEAD"
+    commit = _run(["git", "-C", str(here), "log", "-1", "--format=%h %s", rev, "--"])
     dirty = _run(
         ["git", "-C", str(here), "status", "--porcelain", "--", "../../wsgi_reproxy"]
     )
-    if dirty and dirty != "?":
+    if at is None and dirty and dirty != "?":
         commit += " (with uncommitted changes in wsgi_reproxy/)"
     return {
         "nproc": str(os.cpu_count()),
