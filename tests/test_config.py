@@ -628,6 +628,19 @@ def test_include_missing(tmp_path: Path, line: str, raises: bool) -> None:
         assert parse_file(main).files == (str(main),)
 
 
+def test_include_bracket_without_close_is_a_file_not_a_wildcard(
+    tmp_path: Path,
+) -> None:
+    # httpd's apr_fnmatch_test: "[" is a wildcard only with a closing "]".
+    write(tmp_path / "a[1.conf", "PreserveHeaders X-Bracket\n")
+    main = write(tmp_path / "main.conf", "Include a[1.conf\nInclude b[2.conf\n")
+    with pytest.raises(ConfigError) as info:
+        parse_file(main)
+    assert str(info.value) == (
+        f"{main}:2: Include: no file matches {str(tmp_path / 'b[2.conf')!r}"
+    )
+
+
 def test_include_cycle_is_detected(tmp_path: Path) -> None:
     write(tmp_path / "a.conf", "Include b.conf\n")
     write(tmp_path / "b.conf", "\nInclude a.conf\n")

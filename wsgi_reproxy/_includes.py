@@ -20,28 +20,28 @@ import os
 from collections.abc import Iterator
 
 from ._lexer import Line
+from ._patterns import is_glob
 from .exceptions import ConfigError
 
 _MAX_INCLUDE_DEPTH = 128  # httpd's AP_MAX_INCLUDE_DEPTH
-
-
-def has_glob(path: str) -> bool:
-    return any(c in path for c in "*?[")
 
 
 def expand_include(path: str) -> list[str]:
     """Files an ``Include`` path names, httpd's way.
 
     A directory includes every file below it; wildcards (in any component)
-    match dot files too and are expanded in alphabetical order.
+    match dot files too and are expanded in alphabetical order.  Whether a
+    path holds a wildcard is httpd's test, ``apr_fnmatch_test``
+    (:func:`~wsgi_reproxy._patterns.is_glob`): ``\\*`` is no wildcard, nor is
+    a ``[`` without a closing ``]``.
     """
-    if not has_glob(path):
+    if not is_glob(path):
         if os.path.isdir(path):
             return walk_files(path)
         return [path] if os.path.exists(path) else []
     head, tail = os.path.split(path)
     results: list[str] = []
-    for parent in expand_include(head) if has_glob(head) else [head]:
+    for parent in expand_include(head) if is_glob(head) else [head]:
         if not os.path.isdir(parent):
             continue
         for name in sorted(os.listdir(parent)):
@@ -79,7 +79,7 @@ class Includes:
                 f"cannot read {path!r}: {exc}", line.filename, line.lineno
             ) from exc
         if not matches and not optional:
-            what = "wildcard" if has_glob(pattern) else "file"
+            what = "wildcard" if is_glob(pattern) else "file"
             raise ConfigError(
                 f"Include: no {what} matches {path!r}", line.filename, line.lineno
             )
