@@ -556,17 +556,30 @@ def test_include_glob_alphabetical_relative_to_including_file(tmp_path: Path) ->
     write(tmp_path / "conf.d" / "c.txt", "PreserveHeaders X-C\n")
     main = write(tmp_path / "main.conf", "Include conf.d/*.conf\n")
     parsed = parse_file(main)
-    assert dict(parsed.overrides.values)["preserve_headers"] == (
-        "X-Hidden",
-        "X-A",
-        "X-B",
-    )
-    assert [Path(f).name for f in parsed.files] == [
-        "main.conf",
-        ".hidden.conf",
-        "a.conf",
-        "b.conf",
-    ]
+    assert dict(parsed.overrides.values)["preserve_headers"] == ("X-A", "X-B")
+    assert [Path(f).name for f in parsed.files] == ["main.conf", "a.conf", "b.conf"]
+
+
+def test_include_glob_matches_dot_files_only_with_a_dot(tmp_path: Path) -> None:
+    # httpd matches with APR_FNM_PERIOD: "*" does not match a leading dot.
+    write(tmp_path / "conf.d" / ".hidden.conf", "PreserveHeaders X-Hidden\n")
+    write(tmp_path / "conf.d" / "a.conf", "PreserveHeaders X-A\n")
+    main = write(tmp_path / "main.conf", "Include conf.d/.*.conf\n")
+    assert dict(parse_file(main).overrides.values)["preserve_headers"] == ("X-Hidden",)
+
+
+def test_include_wildcard_in_a_directory_component(tmp_path: Path) -> None:
+    write(tmp_path / "sites" / "b" / "site.conf", "PreserveHeaders X-B\n")
+    write(tmp_path / "sites" / "a" / "site.conf", "PreserveHeaders X-A\n")
+    write(tmp_path / "sites" / "c" / "other.conf", "PreserveHeaders X-C\n")
+    write(tmp_path / "sites" / "file", "")  # not a directory: never descended
+    main = write(tmp_path / "main.conf", "Include sites/*/site.conf\n")
+    assert dict(parse_file(main).overrides.values)["preserve_headers"] == ("X-A", "X-B")
+
+
+def test_unreadable_top_level_path_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        parse_file("bad\x00name.conf")
 
 
 def test_include_relative_to_server_root(tmp_path: Path) -> None:

@@ -353,10 +353,9 @@ def parse_file(
     try:
         with open(filename, encoding="utf-8", errors="surrogateescape") as f:
             text = f.read()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read configuration: {exc.strerror}", filename
-        ) from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ConfigError(f"cannot read configuration: {reason}", filename) from exc
     parser = _Parser(defines, modules)
     parser.includes.stack.append(os.path.realpath(filename))
     ctx = Context("server", True)

@@ -29,26 +29,43 @@ _MAX_INCLUDE_DEPTH = 128  # httpd's AP_MAX_INCLUDE_DEPTH
 def expand_include(path: str) -> list[str]:
     """Files an ``Include`` path names, httpd's way.
 
-    A directory includes every file below it; wildcards (in any component)
-    match dot files too and are expanded in alphabetical order.  Whether a
-    path holds a wildcard is httpd's test, ``apr_fnmatch_test``
-    (:func:`~wsgi_reproxy._patterns.is_glob`): ``\\*`` is no wildcard, nor is
-    a ``[`` without a closing ``]``.
+    A directory includes every file below it.  Wildcards may stand in any
+    component and are expanded in alphabetical order; as in httpd
+    (``apr_fnmatch`` with ``APR_FNM_PERIOD``) a leading dot must be matched
+    by a dot, so ``*.conf`` skips ``.hidden.conf``.  Whether a path holds a
+    wildcard is httpd's test, ``apr_fnmatch_test``
+    (:func:`~wsgi_reproxy._patterns.is_glob`): ``\\*`` is no wildcard, nor
+    is a ``[`` without a closing ``]``.
     """
     if not is_glob(path):
         if os.path.isdir(path):
             return walk_files(path)
         return [path] if os.path.exists(path) else []
-    head, tail = os.path.split(path)
     results: list[str] = []
-    for parent in expand_include(head) if is_glob(head) else [head]:
+    for match in _glob(path):
+        results.extend(walk_files(match) if os.path.isdir(match) else [match])
+    return results
+
+
+def _glob(path: str) -> list[str]:
+    """The existing paths *path* matches, one component at a time; a
+    wildcard before the last component matches directories only."""
+    head, tail = os.path.split(path)
+    parents = _glob(head) if is_glob(head) else [head]
+    found: list[str] = []
+    for parent in parents:
         if not os.path.isdir(parent):
             continue
+        if not is_glob(tail):
+            if os.path.exists(os.path.join(parent, tail)):
+                found.append(os.path.join(parent, tail))
+            continue
         for name in sorted(os.listdir(parent)):
+            if name.startswith(".") and not tail.startswith("."):
+                continue  # APR_FNM_PERIOD
             if fnmatch.fnmatchcase(name, tail):
-                full = os.path.join(parent, name)
-                results.extend(walk_files(full) if os.path.isdir(full) else [full])
-    return results
+                found.append(os.path.join(parent, name))
+    return found
 
 
 def walk_files(directory: str) -> list[str]:
