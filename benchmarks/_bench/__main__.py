@@ -94,12 +94,26 @@ def wsgi_reproxy_ready() -> str | None:
     return None
 
 
-def use_revision(rev: str, tree: Path) -> None:
+def use_revision(rev: str, tree: Path) -> str:
     """Extract ``wsgi_reproxy/`` at *rev* into *tree* and import it from there.
 
     ``git archive`` only reads the repository, so this never touches the
     working tree. The servers find the copy through ``PYTHONPATH``.
     """
+    # Pin the commit now: other work may move HEAD while the run lasts.
+    rev = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(BENCH_DIR.parent),
+            "rev-parse",
+            "--verify",
+            rev + "^{commit}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     shutil.rmtree(tree, ignore_errors=True)
     tree.mkdir(parents=True)
     archive = subprocess.run(
@@ -124,6 +138,7 @@ def use_revision(rev: str, tree: Path) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree), path) if p)
     sys.path.insert(0, str(tree))
     log(f"measuring wsgi_reproxy at {rev} (extracted to {tree})")
+    return rev
 
 
 def start_all(args: argparse.Namespace, procs: Procs, work: Path) -> list[Any]:
@@ -222,7 +237,7 @@ def main(argv: list[str]) -> int:
     t0 = time.monotonic()
     try:
         if args.at:
-            use_revision(args.at, work / "tree")
+            args.at = use_revision(args.at, work / "tree")
         systems = start_all(args, procs, work)
         results["systems"] = {s.key: s.label for s in systems}
         check(systems, work / "files")
