@@ -306,3 +306,23 @@ def test_urllib3_exceptions_translated_at_one_boundary(
     assert reason in info.value.reason
     assert info.value.timeout is timeout
     assert info.value.__cause__ is exc
+
+
+# -- the request target ---------------------------------------------------------
+
+
+def _fetch_body(fetcher: Fetcher, url: str) -> bytes:
+    upstream = fetcher.open(url, "GET", {}, SETTINGS)
+    try:
+        return b"".join(upstream.body)
+    finally:
+        upstream.body.close()
+
+
+def test_request_target_keeps_the_query_and_drops_the_fragment(
+    target: TargetServer, pool: Any
+) -> None:
+    assert (
+        _fetch_body(Fetcher(pool), target.url("/files/hello.txt?a=1&b=2#frag")) == HELLO
+    )
+    assert target.seen[-1].path == "/files/hello.txt?a=1&b=2"
