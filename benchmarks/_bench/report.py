@@ -205,12 +205,14 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     ]
     if results.get("note"):
         out += ["", f"**Note:** {results['note']}"]
-    busy = max(results["load_before"][0], results["load_after"][0])
+    # Only the load before the run tells of other work: the load after it
+    # is mostly the benchmark's own last wrk rounds.
+    busy = results["load_before"][0]
     if busy > 0.5 * (os.cpu_count() or 1):
         out += [
             "",
-            f"**The machine was busy** (1-minute load average up to {busy:.1f} on "
-            f"{os.cpu_count()} CPUs): other work shared it during the run, so "
+            f"**The machine was busy** (1-minute load average {busy:.1f} on "
+            f"{os.cpu_count()} CPUs before the run): other work shared it, so "
             "absolute numbers are low and noisy; the CPU-time rows are the "
             "steadier comparison.",
         ]
