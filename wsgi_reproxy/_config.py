@@ -150,7 +150,7 @@ class _Parser:
             raise ConfigError(
                 f"<{canonical}> nested too deeply", line.filename, line.lineno
             )
-        if not text.endswith(">") and ">" not in text:
+        if ">" not in text:
             raise ConfigError(
                 f"<{canonical}> directive missing closing '>'",
                 line.filename,
