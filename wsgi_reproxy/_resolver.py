@@ -43,7 +43,6 @@ Filesystem path
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from collections.abc import Collection, Mapping
@@ -54,7 +53,7 @@ from . import _config
 from ._match import Entry, Index, match
 from ._paths import normpath, request_path
 from ._records import ParsedConfig, Section, VirtualHost
-from ._settings import DEFAULT_SETTINGS, Settings
+from ._settings import DEFAULT_SETTINGS, Settings, merge
 from ._vhosts import VirtualHosts, request_host
 
 MergeMode = Literal["field", "replace"]
@@ -190,19 +189,13 @@ class Config:
 
     def resolve(self, environ: Mapping[str, Any]) -> Settings:
         """Return the effective settings for the request *environ*."""
-        host, port = request_host(environ)
-        server = self._vhosts.choose(host, port) + 1
-        url_path = request_path(environ)
-        fs_path = self._fs_path(self._servers[server], url_path, environ)
+        _, _, server, url_path, fs_path = self._locate(environ)
         settings: Settings = self._lookup(server, url_path, fs_path)
         return settings
 
     def explain(self, environ: Mapping[str, Any]) -> Explanation:
         """Like :meth:`resolve`, but tell which sections matched and why."""
-        host, port = request_host(environ)
-        server = self._vhosts.choose(host, port) + 1
-        url_path = request_path(environ)
-        fs_path = self._fs_path(self._servers[server], url_path, environ)
+        host, port, server, url_path, fs_path = self._locate(environ)
         chosen = self._servers[server]
         entries = match(chosen.indexes, url_path, fs_path)
         return Explanation(
@@ -214,6 +207,16 @@ class Config:
             host=host,
             port=port,
         )
+
+    def _locate(
+        self, environ: Mapping[str, Any]
+    ) -> tuple[str, int | None, int, str, str | None]:
+        """``(host, port, server index, URL path, filesystem path)``."""
+        host, port = request_host(environ)
+        server = self._vhosts.choose(host, port) + 1
+        url_path = request_path(environ)
+        fs_path = self._fs_path(self._servers[server], url_path, environ)
+        return host, port, server, url_path, fs_path
 
     def _settings_for(
         self, server: int, url_path: str, fs_path: str | None
@@ -242,27 +245,8 @@ class Config:
 
 
 def _fold(base: Settings, entries: list[Entry], replace: bool) -> Settings:
-    """``Overrides.apply`` over *entries* in turn, building one Settings.
-
-    The same result as applying each section's overrides in a loop (the
-    tests check this), at a fraction of the cost: ``dataclasses.replace`` is
-    the most expensive step of a resolve, so it runs once.
-    """
-    values: dict[str, object] = {}
-    origins: dict[str, str] | None = None
-    for entry in entries:
-        overrides = entry.section.overrides
-        if not overrides.values:
-            continue
-        if replace:  # a context that sets anything starts from the defaults
-            base, values, origins = DEFAULT_SETTINGS, {}, {}
-        elif origins is None:
-            origins = dict(base.origins)
-        values.update(overrides.values)
-        origins.update(overrides.origins)
-    if origins is None:
-        return base
-    return dataclasses.replace(base, **values, origins=tuple(origins.items()))  # type: ignore[arg-type]
+    """The matched sections' overrides merged over *base*, in merge order."""
+    return merge(base, (entry.section.overrides for entry in entries), replace=replace)
 
 
 # -- entry points ----------------------------------------------------------------
