@@ -16,11 +16,11 @@ from typing import Protocol
 
 from werkzeug.http import is_hop_by_hop_header
 
+from ._headers import NEVER_PRESERVED
 from ._lexer import Line
 from .exceptions import ConfigError
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 §5.6.2
-_NEVER_PRESERVED = frozenset({"content-length", "content-range"})
 
 
 class Env(Protocol):
@@ -51,7 +51,7 @@ def _headers(name: str) -> Callable[[list[str], Line, Env], object]:
                     f"{name}: {arg!r} is not a header name", line.filename, line.lineno
                 )
             if name == "PreserveHeaders" and (
-                arg.lower() in _NEVER_PRESERVED or is_hop_by_hop_header(arg)
+                arg.lower() in NEVER_PRESERVED or is_hop_by_hop_header(arg)
             ):
                 env.warn(
                     line,

@@ -32,19 +32,17 @@ from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.http import (
     HTTP_STATUS_CODES,
     http_date,
-    is_hop_by_hop_header,
     parse_range_header,
 )
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
+from ._headers import expected_size, is_preservable
 from ._settings import Settings
 
 #: Read size when the server iterates the file instead of using sendfile.
 BLOCK_SIZE = 64 * 1024
 
-# SPEC §4 item 5: never taken from the app, whatever PreserveHeaders says.
-_NEVER_PRESERVED = frozenset({"content-length", "content-range"})
 _NOT_FOUND_BODY = b"404 Not Found\n"
 
 
@@ -221,13 +219,7 @@ def _apply_app_headers(
     # X-Reproxy-* headers never reach the client.
     names = {"content-type"}
     names.update(n.lower() for n in preserve_headers)
-    for name in sorted(names):
-        if (
-            name in _NEVER_PRESERVED
-            or name.startswith("x-reproxy-")
-            or is_hop_by_hop_header(name)
-        ):
-            continue
+    for name in sorted(filter(is_preservable, names)):
         values = [(n, v) for n, v in app_headers if n.lower() == name]
         if values:
             headers.remove(name)
@@ -322,18 +314,6 @@ def _serve(
         raise
 
 
-def _expected_size(app_headers: Sequence[tuple[str, str]]) -> int | None | Refusal:
-    value = next(
-        (v for n, v in app_headers if n.lower() == "x-reproxy-expected-size"), None
-    )
-    if value is None:
-        return None
-    value = value.strip()
-    if not (value.isascii() and value.isdigit()):  # "²".isdigit() is true
-        return Refusal(f"bad X-Reproxy-Expected-Size {value!r}")
-    return int(value)
-
-
 def reproxy_file(
     environ: Mapping[str, Any],
     value: str,
@@ -353,7 +333,7 @@ def reproxy_file(
     resolved = resolve_file(value.strip(), settings.file_roots)
     if isinstance(resolved, Refusal):
         return not_found(), resolved.reason
-    expected = _expected_size(app_headers)
-    if isinstance(expected, Refusal):
-        return not_found(), expected.reason
+    expected = expected_size(app_headers)
+    if isinstance(expected, str):
+        return not_found(), expected
     return _serve(environ, resolved, app_headers, settings.preserve_headers, expected)

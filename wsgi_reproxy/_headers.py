@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 from werkzeug.http import is_hop_by_hop_header
 
-from ._fetch import Upstream
 from ._settings import Settings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
+
+    from ._fetch import Upstream
 
 Headers = list[tuple[str, str]]
 
@@ -43,6 +44,28 @@ _OCTET_STREAM = "application/octet-stream"
 def is_reproxy_header(name: str) -> bool:
     """``X-Reproxy-*`` headers never reach the client (SPEC §4.5, §4.8)."""
     return name.lower().startswith("x-reproxy-")
+
+
+def is_preservable(name: str) -> bool:
+    """Whether ``PreserveHeaders`` may take header *name* from the app: never
+    the body's framing, a hop-by-hop header or an ``X-Reproxy-*`` one."""
+    return not (
+        name.lower() in NEVER_PRESERVED
+        or is_hop_by_hop_header(name)
+        or is_reproxy_header(name)
+    )
+
+
+def expected_size(app_headers: Iterable[tuple[str, str]]) -> int | str | None:
+    """The app's ``X-Reproxy-Expected-Size``: a size, ``None`` when it sent
+    none, or the reason the value is unusable (the caller fails closed)."""
+    values = header_values(app_headers, "X-Reproxy-Expected-Size")
+    if not values:
+        return None
+    text = values[0].strip()
+    if text.isascii() and text.isdigit():  # "\u00b2".isdigit() is true too
+        return int(text)
+    return f"bad X-Reproxy-Expected-Size {text!r}"
 
 
 def header_values(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
@@ -87,13 +110,7 @@ def client_headers(
         and name.lower() not in listed
         and not is_reproxy_header(name)
     ]
-    keep = {
-        h.lower()
-        for h in settings.preserve_headers
-        if h.lower() not in NEVER_PRESERVED
-        and not is_hop_by_hop_header(h)
-        and not is_reproxy_header(h)
-    }
+    keep = {h.lower() for h in settings.preserve_headers if is_preservable(h)}
     preserved = [(name, value) for name, value in app_headers if name.lower() in keep]
     replaced = {name.lower() for name, _ in preserved}
     headers = [h for h in headers if h[0].lower() not in replaced] + preserved

@@ -26,6 +26,7 @@ from ._headers import (
     TRIGGER_HEADERS,
     Headers,
     client_headers,
+    expected_size,
     forwarded_headers,
     header_values,
     is_reproxy_header,
@@ -288,7 +289,7 @@ class ReproxyMiddleware:
                 self.logger.warning("reproxy URL %r skipped: %s", url, reason)
                 errors.append(UpstreamError(url, reason))
 
-        expected = self._expected_size(app_headers)
+        expected = expected_size(app_headers)
         if isinstance(expected, str):
             # The app asked for a size check that cannot be made: fail closed,
             # as perlbal did (its numeric compare of "12kb" never matched).
@@ -347,17 +348,6 @@ class ReproxyMiddleware:
             _close(response.body)
             raise
         return response.body
-
-    def _expected_size(self, app_headers: Headers) -> int | str | None:
-        """The app's ``X-Reproxy-Expected-Size``: a size, ``None`` when not
-        sent, or the reason it is unusable."""
-        values = header_values(app_headers, "X-Reproxy-Expected-Size")
-        if not values:
-            return None
-        text = values[0].strip()
-        if text.isascii() and text.isdigit():  # "²".isdigit() is true too
-            return int(text)
-        return f"bad X-Reproxy-Expected-Size {values[0]!r}"
 
     def _bad_gateway(
         self,
