@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._headers import header_values
 from ._settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -342,11 +343,10 @@ class ReproxyCache:
         if environ.get("REQUEST_METHOD", "GET").upper() not in CACHEABLE_METHODS:
             return None
         app_headers = list(app_headers)
-        value = next(
-            (v for n, v in app_headers if n.lower() == "x-reproxy-cache-for"), None
-        )
-        if value is None:
+        values = header_values(app_headers, "X-Reproxy-Cache-For")
+        if not values:
             return None
+        value = values[0]
         cache_for = parse_cache_for(value)
         if cache_for is None:
             logger.warning("ignoring bad X-Reproxy-Cache-For %r", value)
@@ -354,8 +354,7 @@ class ReproxyCache:
         if urls is None:
             urls = [
                 u
-                for n, v in app_headers
-                if n.lower() == "x-reproxy-url"
+                for v in header_values(app_headers, "X-Reproxy-Url")
                 for u in v.split()
             ]
         wanted = {n.lower() for n in cache_for.headers} - _NEVER_KEPT
