@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._headers import header_values
+from ._headers import HEADER_NAME, header_values
 from ._settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,6 @@ CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
 DEFAULT_MAX_ENTRIES = 10_000
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 
-# RFC 9110 §5.6.2: a header name is a token.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # perlbal splits the list on whitespace; commas are accepted too, as in every
 # other HTTP header list.
 _LIST_SEP = re.compile(r"[\s,]+")
@@ -108,7 +106,7 @@ def parse_cache_for(value: str) -> CacheFor | None:
     if seconds <= 0 or not math.isfinite(seconds):
         return None
     names = tuple(n for n in _LIST_SEP.split(names_text.strip()) if n)
-    if not all(_TOKEN.fullmatch(n) for n in names):
+    if not all(HEADER_NAME.fullmatch(n) for n in names):
         return None
     return CacheFor(seconds, names)
 

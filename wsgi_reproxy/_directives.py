@@ -10,17 +10,14 @@ add to the list (SPEC §3).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from typing import Protocol
 
 from werkzeug.http import is_hop_by_hop_header
 
-from ._headers import NEVER_PRESERVED
+from ._headers import HEADER_NAME, NEVER_PRESERVED
 from ._lexer import Line
 from .exceptions import ConfigError
-
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 §5.6.2
 
 
 class Env(Protocol):
@@ -46,7 +43,7 @@ def _headers(name: str) -> Callable[[list[str], Line, Env], object]:
         if name == "ReproxyForwardHeaders" and [a.lower() for a in args] == ["none"]:
             return ()
         for arg in args:
-            if not _TOKEN.match(arg):
+            if not HEADER_NAME.fullmatch(arg):
                 raise ConfigError(
                     f"{name}: {arg!r} is not a header name", line.filename, line.lineno
                 )

@@ -9,6 +9,7 @@ Pure functions over ``(name, value)`` lists, used by the middleware::
 from __future__ import annotations
 
 import http
+import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from ._fetch import Upstream
 
 Headers = list[tuple[str, str]]
+
+#: A header name is a token (RFC 9110 §5.6.2); use with ``fullmatch``.
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 #: Headers of the app's response that ask for a reproxy (perlbal).
 TRIGGER_HEADERS = frozenset({"x-reproxy-url", "x-reproxy-file"})
