@@ -120,34 +120,6 @@ def per_call(fn: Callable[[dict[str, Any]], object], envs: list[dict[str, Any]],
     return best / len(envs) * 1e6
 
 
-def without_index(config: Config) -> Config:
-    """The same config with every section at the index's root.
-
-    ``resolve()`` then tests every section on every request (same code,
-    same results, no pruning): the baseline the index is measured against.
-    """
-    flat = Config(config.parsed, document_root=ROOT, cache_size=0)
-    for index in [flat._main] + [s.index for s in flat._servers if s.index]:
-        for root in (index.locations, index.directories):
-            todo, everything = list(root.children.values()), list(root.entries)
-            while todo:
-                node = todo.pop()
-                everything += node.entries
-                todo += node.children.values()
-            root.entries, root.children = everything, {}
-        index.locations.entries += [
-            e for es in index.locations_by_ext.values() for e in es
-        ]
-        index.files_other += [
-            e
-            for by in (index.files_by_name, index.files_by_ext)
-            for es in by.values()
-            for e in es
-        ]
-        index.locations_by_ext, index.files_by_name, index.files_by_ext = {}, {}, {}
-    return flat
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
@@ -167,7 +139,7 @@ def main() -> None:
         load_ms = (time.perf_counter() - start) * 1e3
         uncached = Config(cached.parsed, document_root=ROOT, cache_size=0)
         matched = sum(len(uncached.explain(e).sections) for e in envs) / len(envs)
-        flat = without_index(uncached)
+        flat = uncached.without_index()
         # the index must only prune: same settings with and without it
         assert all(flat.resolve(e) == uncached.resolve(e) for e in envs[:200])
         rows.append(

@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
                 )
 
             if not args.quick:
-                from wsgi_reproxy._fetch import DEFAULT_CHUNK_SIZE
+                from wsgi_reproxy.fetch.fetcher import DEFAULT_CHUNK_SIZE
 
                 port, proc = fronts[DEFAULT_CHUNK_SIZE]
                 workers = descendants(proc.pid)

@@ -35,7 +35,7 @@ import pytest
 import urllib3
 from _processes import process_group_members
 
-from wsgi_reproxy._storage import StorageNode, closed_port_url, generated_bytes
+from wsgi_reproxy.run.storage import StorageNode, closed_port_url, generated_bytes
 
 APACHE = Path("/usr/sbin/apache2")
 MODULES = Path("/usr/lib/apache2/modules")

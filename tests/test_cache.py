@@ -11,14 +11,9 @@ from typing import Any
 
 import pytest
 
-from wsgi_reproxy._cache import (
-    CacheEntry,
-    CacheFor,
-    ReproxyCache,
-    cache_key,
-    parse_cache_for,
-)
-from wsgi_reproxy._settings import Settings
+from wsgi_reproxy.config.settings import Settings
+from wsgi_reproxy.responders.cache import CacheEntry, ReproxyCache
+from wsgi_reproxy.responders.cachefor import CacheFor, cache_key, parse_cache_for
 
 with warnings.catch_warnings():
     # webob (under webtest) imports the cgi module, deprecated since 3.11.

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wsgi_reproxy._config import parse_file, parse_text
-from wsgi_reproxy._lexer import logical_lines, split_words
+from wsgi_reproxy.config.lexer import logical_lines, split_words
+from wsgi_reproxy.config.parse import parse_file, parse_text
 from wsgi_reproxy.exceptions import ConfigError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_conf"

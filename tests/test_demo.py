@@ -20,9 +20,11 @@ import urllib3
 import webtest
 from _processes import Command
 
-from wsgi_reproxy import ReproxyMiddleware, _demo
+from wsgi_reproxy import ReproxyMiddleware
 from wsgi_reproxy.__main__ import main
-from wsgi_reproxy._demo import (
+from wsgi_reproxy.fetch.fetcher import default_pool
+from wsgi_reproxy.run import demo as _demo
+from wsgi_reproxy.run.demo import (
     MINIMAL_CONF,
     TOKEN,
     banner,
@@ -30,8 +32,7 @@ from wsgi_reproxy._demo import (
     demo_files,
     make_app,
 )
-from wsgi_reproxy._fetch import default_pool
-from wsgi_reproxy._storage import StorageNode, closed_port_url
+from wsgi_reproxy.run.storage import StorageNode, closed_port_url
 
 FILES = demo_files()
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,7 +229,7 @@ def test_demo_command_serves_what_it_prints_then_stops_everything(
     served = [
         line
         for line in log.splitlines()
-        if "wsgi_reproxy._middleware" in line and f"{storage.group(1)}/" in line
+        if "wsgi_reproxy.middleware" in line and f"{storage.group(1)}/" in line
     ]
     assert len(served) == 4, log
     assert "Traceback" not in log

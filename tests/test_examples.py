@@ -19,8 +19,8 @@ import urllib3
 import webtest
 from _processes import Command, gunicorn_quiet_options
 
-from wsgi_reproxy._fetch import default_pool
-from wsgi_reproxy._storage import StorageNode, closed_port_url, generated_bytes
+from wsgi_reproxy.fetch.fetcher import default_pool
+from wsgi_reproxy.run.storage import StorageNode, closed_port_url, generated_bytes
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

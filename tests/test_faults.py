@@ -24,7 +24,7 @@ import pytest
 import urllib3
 
 from wsgi_reproxy import ReproxyMiddleware, Settings, UpstreamError, parse_config
-from wsgi_reproxy._storage import closed_port_url
+from wsgi_reproxy.run.storage import closed_port_url
 
 BODY = bytes(range(256)) * 64  # 16 KiB, every byte value
 APP_BODY = b"the app's own body must never reach the client"

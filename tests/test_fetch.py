@@ -16,8 +16,9 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from wsgi_reproxy import Settings, UpstreamError, _pool
-from wsgi_reproxy._fetch import (
+from wsgi_reproxy import Settings, UpstreamError
+from wsgi_reproxy.fetch import pool as _pool
+from wsgi_reproxy.fetch.fetcher import (
     Fetcher,
     TruncatedBodyError,
     default_pool,

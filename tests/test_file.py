@@ -16,16 +16,15 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
-from wsgi_reproxy._file import (
+from wsgi_reproxy.config.settings import Settings
+from wsgi_reproxy.responders.confine import Refusal, resolve_file
+from wsgi_reproxy.responders.file import (
     FileResponse,
-    Refusal,
     _FileSlice,
     guess_type,
     reproxy_file,
-    resolve_file,
     serve_file,
 )
-from wsgi_reproxy._settings import Settings
 
 with warnings.catch_warnings():
     # webob (under webtest) imports the cgi module, deprecated since 3.11.

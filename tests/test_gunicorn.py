@@ -56,7 +56,7 @@ app = ReproxyMiddleware(flask_app, parse_config(CONFIG))
 if os.environ.get("WARM_POOL"):
     # With --preload this runs in the arbiter: its process-wide pool now
     # holds a keep-alive connection that every forked worker inherits.
-    from wsgi_reproxy._fetch import default_pool
+    from wsgi_reproxy.fetch.fetcher import default_pool
 
     default_pool().request("GET", f"{TARGET}/files/hello.txt")
 """

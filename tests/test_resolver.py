@@ -26,17 +26,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wsgi_reproxy import Config, ConfigError, Settings, load_config, parse_config
-from wsgi_reproxy._config import parse_text
-from wsgi_reproxy._match import Entry
-from wsgi_reproxy._patterns import (
+from wsgi_reproxy.config.parse import parse_text
+from wsgi_reproxy.config.patterns import (
     glob_extension,
     glob_regex,
     regex_extension,
     regex_prefix,
 )
-from wsgi_reproxy._records import ParsedConfig, Section
-from wsgi_reproxy._resolver import _fold
-from wsgi_reproxy._settings import DEFAULT_SETTINGS, Overrides
+from wsgi_reproxy.config.records import ParsedConfig, Section
+from wsgi_reproxy.config.settings import DEFAULT_SETTINGS, Overrides
+from wsgi_reproxy.resolve.match import Entry
+from wsgi_reproxy.resolve.resolver import _fold
 
 
 def environ(path: str = "/", host: str | None = None, **extra: Any) -> dict[str, Any]:

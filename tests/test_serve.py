@@ -18,15 +18,16 @@ import pytest
 import urllib3
 from _processes import Command, gunicorn_quiet_options
 
-from wsgi_reproxy import ReproxyMiddleware, _serve, load_config
+from wsgi_reproxy import ReproxyMiddleware, load_config
 from wsgi_reproxy.__main__ import build_parser, main
-from wsgi_reproxy._gunicorn import (
+from wsgi_reproxy.run import serve as _serve
+from wsgi_reproxy.run.gunicorn import (
     _gevent_reexec,
     make_application,
     share_gunicorn_log,
 )
-from wsgi_reproxy._serve import _gunicorn_options
-from wsgi_reproxy._storage import StorageNode, closed_port_url, generated_bytes
+from wsgi_reproxy.run.serve import _gunicorn_options
+from wsgi_reproxy.run.storage import StorageNode, closed_port_url, generated_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASK_EXAMPLE = ROOT / "examples" / "flask"

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from _processes import Command, gunicorn_quiet_options
 
-from wsgi_reproxy._storage import closed_port_url, generated_bytes
+from wsgi_reproxy.run.storage import closed_port_url, generated_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ CLIENTS = 32
 
 STORAGE_SCRIPT = f"""
 import sys
-from wsgi_reproxy._storage import StorageNode, generated_bytes
+from wsgi_reproxy.run.storage import StorageNode, generated_bytes
 files = {{f"obj{{i}}": generated_bytes({OBJECT_SIZE}, f"obj{{i}}") for i in range({OBJECTS})}}
 files["big"] = generated_bytes({BIG_SIZE}, "big")
 with StorageNode(files) as node:
@@ -55,7 +55,7 @@ import json
 import os
 import threading
 
-from wsgi_reproxy._fetch import default_pool
+from wsgi_reproxy.fetch.fetcher import default_pool
 
 GOOD, DEAD, FAIL = os.environ["SOAK_GOOD"], os.environ["SOAK_DEAD"], os.environ["SOAK_FAIL"]
 TRUNCATING = os.environ["SOAK_TRUNCATING"]

@@ -1,4 +1,4 @@
-"""The loopback storage node (``wsgi_reproxy._storage``) the demo, the
+"""The loopback storage node (``wsgi_reproxy.run.storage``) the demo, the
 examples and the end-to-end tests fetch from: validators, ranges, keep-alive,
 and a clean stop."""
 
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from wsgi_reproxy._storage import StorageNode, closed_port_url, generated_bytes
+from wsgi_reproxy.run.storage import StorageNode, closed_port_url, generated_bytes
 
 DATA = generated_bytes(300_000, "storage")
 FILES = {"a.bin": DATA, "dir/b.txt": b"hello\n"}
@@ -206,7 +206,7 @@ def test_stop_in_a_forked_child_only_closes_the_socket(node: StorageNode) -> Non
 def test_each_request_is_logged_at_info(
     node: StorageNode, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="wsgi_reproxy._storage"):
+    with caplog.at_level(logging.INFO, logger="wsgi_reproxy.run.storage"):
         request(node, "GET", "/dir/b.txt")
     assert any("GET /dir/b.txt HTTP/1.1" in r.getMessage() for r in caplog.records)
 

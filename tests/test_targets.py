@@ -7,13 +7,10 @@ import hypothesis.strategies as st
 import pytest
 import urllib3.util
 
-from wsgi_reproxy._settings import Settings
-from wsgi_reproxy._targets import (
-    check_url,
-    compile_target,
-    parse_url,
-    split_urls,
-)
+from wsgi_reproxy.config.allowlist import compile_target
+from wsgi_reproxy.config.settings import Settings
+from wsgi_reproxy.config.urls import parse_url
+from wsgi_reproxy.fetch.targets import check_url, split_urls
 
 ALLOW = (
     "http://allowed.example/",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from ._middleware import ReproxyMiddleware
-from ._resolver import Config, load_config, parse_config
-from ._settings import Settings
+from .config.settings import Settings
 from .exceptions import ConfigError, ReproxyError, TruncatedBodyError, UpstreamError
+from .middleware import ReproxyMiddleware
+from .resolve.resolver import Config, load_config, parse_config
 
 __version__ = "0.1.0.dev0"
 

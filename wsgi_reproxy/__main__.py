@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import _cli, _serve
+from .run import cli, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="X-Reproxy-Url for WSGI apps, configured like mod_reproxy.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _cli.add_commands(commands)
-    _serve.add_commands(commands)
+    cli.add_commands(commands)
+    serve.add_commands(commands)
     return parser
 
 

@@ -1,0 +1,151 @@
+"""One target response: its record and its streaming body.
+
+:class:`UpstreamBody` is the WSGI response iterable for a urllib3 response
+opened with ``preload_content=False``: it reads ``chunk_size`` bytes at a
+time and never buffers the body; :func:`discard` gives back a response that
+will not be used::
+
+    body = UpstreamBody(response, url)
+    try:
+        for chunk in body:
+            ...
+    finally:
+        body.close()        # idempotent; ends in release_conn()
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import urllib3
+from urllib3.exceptions import HTTPError
+
+from ..exceptions import TruncatedBodyError
+from .boundary import upstream_errors
+
+# Broken-off bodies are logged under the fetcher's name, where they always were.
+logger = logging.getLogger("wsgi_reproxy.fetch.fetcher")
+
+#: Default bytes per body read: 1 MiB.  Measured with ``benchmarks/stream.py``
+#: (one gunicorn sync worker, nginx target on loopback, 2 shared cores):
+#: 64 KiB reached 0.32x the direct download, 256 KiB 0.46x, 1 MiB 0.60x,
+#: 2 MiB no better.  Reading costs little at any size from 256 KiB on (about
+#: 0.16 s of CPU per GiB); the WSGI server's per-chunk write is what larger
+#: chunks save.  The price is one transient 1 MiB ``bytes`` per response.
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+
+#: Bytes read from a failed response before its connection is given back;
+#: a longer error body is cheaper to drop with the connection (SPEC §4.3).
+_DRAIN_LIMIT = 64 * 1024
+
+
+@dataclass(slots=True)
+class Upstream:
+    """The target response chosen for a request.
+
+    :param url: the URL that answered (after redirects).
+    :param status: the target's status code.
+    :param reason: the target's reason phrase.
+    :param headers: the target's headers, repeated ones as separate pairs.
+    :param body: the streaming body; the caller must close it.
+    """
+
+    url: str
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: UpstreamBody
+
+
+class UpstreamBody:
+    """A WSGI response iterable streaming a urllib3 response.
+
+    Reads ``chunk_size`` bytes at a time without content decoding.  When the
+    target breaks off, or sends fewer bytes than its ``Content-Length``
+    (urllib3 enforces it), iteration raises :class:`TruncatedBodyError`.
+
+    :meth:`close` may be called any number of times.  A body read to its end
+    gives its connection back for keep-alive (``release_conn``); otherwise the
+    connection is closed first, because draining an unread multi-gigabyte
+    body would cost as much as sending it (``drain_conn`` is wrong here).
+
+    :param on_close: called once from :meth:`close` with the bytes delivered
+        and whether the body was complete, e.g. to log the transfer.
+    """
+
+    def __init__(
+        self,
+        response: urllib3.BaseHTTPResponse,
+        url: str,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        on_close: Callable[[int, bool], None] | None = None,
+        log: logging.Logger = logger,
+    ) -> None:
+        self._response = response
+        self._log = log
+        self.url = url
+        self.chunk_size = chunk_size
+        self.bytes_sent = 0
+        self.complete = False
+        self._closed = False
+        self.on_close = on_close
+
+    def __iter__(self) -> UpstreamBody:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.complete or self._closed:
+            raise StopIteration
+        try:
+            with upstream_errors(self.url, error=TruncatedBodyError):
+                data = self._response.read(self.chunk_size, decode_content=False)
+        except TruncatedBodyError as exc:
+            self._log.warning(
+                "reproxy body broke off after %d bytes: %s", self.bytes_sent, exc
+            )
+            raise
+        if not data:
+            self.complete = True
+            raise StopIteration
+        self.bytes_sent += len(data)
+        return data
+
+    def close(self) -> None:
+        """Give the connection back (or drop it) and report; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        response = self._response
+        # Every byte of a Content-Length body arrived even if nobody asked
+        # for the empty read that ends the iteration.
+        self.complete = self.complete or response.length_remaining == 0
+        try:
+            if not self.complete:
+                # Unread bytes are still on the socket: the connection can't
+                # be reused, so close it; release_conn() then frees the slot.
+                response.close()
+        finally:
+            response.release_conn()
+            if self.on_close is not None:
+                self.on_close(self.bytes_sent, self.complete)
+
+
+def discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Give back the connection of a response we will not use.
+
+    A short body (a redirect or error page) is read so the connection can be
+    kept alive; anything longer is dropped with its connection.
+    """
+    try:
+        length = response.length_remaining
+        if length is not None and length <= _DRAIN_LIMIT:
+            response.read(decode_content=False)
+        else:
+            response.close()
+    except (HTTPError, OSError):
+        response.close()
+    finally:
+        response.release_conn()

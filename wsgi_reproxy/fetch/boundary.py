@@ -1,0 +1,66 @@
+"""The one boundary where urllib3's exceptions become ours.
+
+Every urllib3 (or socket) exception is translated into
+:class:`~wsgi_reproxy.UpstreamError` here (httpx's
+``map_httpcore_exceptions``); the middleware turns that into 502/504::
+
+    with upstream_errors(url):
+        response = pool.urlopen(...)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    EmptyPoolError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+
+from ..exceptions import UpstreamError
+
+
+@contextlib.contextmanager
+def upstream_errors(
+    url: str, *, error: type[UpstreamError] = UpstreamError
+) -> Iterator[None]:
+    """Translate urllib3 and socket exceptions into *error* for *url*.
+
+    The one place where urllib3's exception hierarchy meets ours; the
+    original exception stays available as ``__cause__``.
+    """
+    try:
+        yield
+    except MaxRetryError as exc:  # only with a caller's pool that retries
+        reason = exc.reason if exc.reason is not None else exc
+        raise _translate(url, reason, error) from exc
+    except (HTTPError, OSError) as exc:
+        raise _translate(url, exc, error) from exc
+
+
+def _translate(
+    url: str, exc: BaseException, error: type[UpstreamError]
+) -> UpstreamError:
+    if isinstance(exc, ReadTimeoutError):
+        return error(url, "read timeout", timeout=True)
+    if isinstance(exc, EmptyPoolError):
+        return error(url, "no free connection in the pool", timeout=True)
+    if isinstance(exc, NewConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        text = cause.strerror if isinstance(cause, OSError) and cause.strerror else exc
+        return error(url, f"cannot connect: {text}")
+    if isinstance(exc, ConnectTimeoutError):
+        # Checked after NewConnectionError, which urllib3 2 derives from it:
+        # a refused connection is not a timeout (and must not answer 504).
+        return error(url, "connect timeout", timeout=True)
+    if isinstance(exc, ProtocolError):
+        return error(url, f"connection broken: {exc.args[0] if exc.args else exc}")
+    if isinstance(exc, TimeoutError):
+        return error(url, "timeout", timeout=True)
+    return error(url, f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,63 @@
+"""The process-wide urllib3 pool, created lazily and again after a fork.
+
+Every :class:`~wsgi_reproxy.fetch.fetcher.Fetcher` built without a pool shares
+this one, so keep-alive connections to the targets are reused across
+requests and threads::
+
+    pool = default_pool()   # the same object until the process forks
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import urllib3
+
+#: Distinct target hosts kept in the process-wide pool (urllib3's LRU of
+#: per-host pools); storage clusters rarely have more nodes than this.
+DEFAULT_NUM_POOLS = 32
+
+#: Idle keep-alive connections kept per target host.  A gthread worker with
+#: more threads still works: ``block=False`` opens extra connections and
+#: discards them after use instead of making a request wait.
+DEFAULT_MAXSIZE = 16
+
+
+_pool_lock = threading.Lock()
+_pool: urllib3.PoolManager | None = None
+_pool_pid: int | None = None
+
+
+def default_pool() -> urllib3.PoolManager:
+    """Return the process-wide :class:`urllib3.PoolManager`, creating it lazily.
+
+    A new pool is created when the process id changed since the last call:
+    gunicorn's ``--preload`` forks workers from a master that may already
+    hold one, and a socket shared between processes is unusable (SPEC §5).
+    """
+    global _pool, _pool_pid
+    pid = os.getpid()
+    pool = _pool
+    if pool is not None and _pool_pid == pid:
+        return pool
+    with _pool_lock:
+        if _pool is None or _pool_pid != pid:
+            # The parent's pool is not closed here: closing only drops this
+            # process's copies of the descriptors, which the GC does anyway.
+            _pool = urllib3.PoolManager(
+                num_pools=DEFAULT_NUM_POOLS, maxsize=DEFAULT_MAXSIZE, block=False
+            )
+            _pool_pid = pid
+        return _pool
+
+
+def _reset_lock_after_fork() -> None:
+    # A thread of the parent may have held the lock at fork time; the child
+    # has no such thread, so it needs a fresh lock (the pid check does the rest).
+    global _pool_lock
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_after_fork)

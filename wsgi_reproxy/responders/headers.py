@@ -1,0 +1,116 @@
+"""Header rules: what the target is sent and what the client gets back.
+
+Pure functions over ``(name, value)`` lists, used by the middleware::
+
+    headers = client_headers(upstream, app_headers, settings)
+    start_response(status_line(upstream.status, upstream.reason), headers)
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from werkzeug.http import is_hop_by_hop_header
+
+from ..config.headernames import is_preservable, is_reproxy_header
+from ..config.settings import Settings
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+    from ..fetch.fetcher import Upstream
+
+Headers = list[tuple[str, str]]
+
+#: Headers of the app's response that ask for a reproxy (perlbal).
+TRIGGER_HEADERS = frozenset({"x-reproxy-url", "x-reproxy-file"})
+
+#: Request headers never forwarded even when listed: they describe the
+#: client's connection, not the object (RFC 9110 §7.6.1).
+NEVER_FORWARDED = frozenset(
+    {"host", "content-length", "connection", "keep-alive", "te", "trailer",
+     "transfer-encoding", "upgrade"}
+)  # fmt: skip
+
+
+_OCTET_STREAM = "application/octet-stream"
+
+
+def expected_size(app_headers: Iterable[tuple[str, str]]) -> int | str | None:
+    """The app's ``X-Reproxy-Expected-Size``: a size, ``None`` when it sent
+    none, or the reason the value is unusable (the caller fails closed)."""
+    values = header_values(app_headers, "X-Reproxy-Expected-Size")
+    if not values:
+        return None
+    text = values[0].strip()
+    if text.isascii() and text.isdigit():  # "\u00b2".isdigit() is true too
+        return int(text)
+    return f"bad X-Reproxy-Expected-Size {text!r}"
+
+
+def header_values(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
+    """Every value of header *name* (any case), in order."""
+    name = name.lower()
+    return [value for key, value in headers if key.lower() == name]
+
+
+def forwarded_headers(environ: WSGIEnvironment, names: Sequence[str]) -> dict[str, str]:
+    """The client request headers in *names* that the target should see."""
+    out: dict[str, str] = {}
+    for name in names:
+        lower = name.lower()
+        if lower in NEVER_FORWARDED:
+            continue
+        key = "CONTENT_TYPE" if lower == "content-type" else "HTTP_" + name.upper()
+        value = environ.get(key.replace("-", "_"))
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def client_headers(
+    upstream: Upstream, app_headers: Headers, settings: Settings
+) -> Headers:
+    """The target's headers as the client gets them (SPEC §4.5).
+
+    Hop-by-hop headers go (PEP 3333), including those the target named in
+    its ``Connection`` header (RFC 9110 §7.6.1), and every ``X-Reproxy-*``.
+    Then each ``PreserveHeaders`` header the app sent replaces the target's,
+    with all its values exactly as the app wrote them.
+    """
+    listed = {
+        token.strip().lower()
+        for value in header_values(upstream.headers, "Connection")
+        for token in value.split(",")
+    }
+    headers = [
+        (name, value)
+        for name, value in upstream.headers
+        if not is_hop_by_hop_header(name)
+        and name.lower() not in listed
+        and not is_reproxy_header(name)
+    ]
+    keep = {h.lower() for h in settings.preserve_headers if is_preservable(h)}
+    preserved = [(name, value) for name, value in app_headers if name.lower() in keep]
+    replaced = {name.lower() for name, _ in preserved}
+    headers = [h for h in headers if h[0].lower() not in replaced] + preserved
+    if upstream.status not in (204, 304) and not header_values(headers, "Content-Type"):
+        # PEP 3333 servers and validators want a Content-Type; RFC 9110 §8.3
+        # lets a recipient assume octet-stream.  The app's own type, when it
+        # sent one, is the better guess.
+        app_type = header_values(app_headers, "Content-Type")
+        headers.append(("Content-Type", app_type[0] if app_type else _OCTET_STREAM))
+    return headers
+
+
+def status_line(status: int, reason: str) -> str:
+    """``"206 Partial Content"``: the target's reason phrase when printable,
+    else the standard one (a WSGI status line needs some phrase)."""
+    if not reason or not reason.isprintable():
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+    return f"{status} {reason}"

@@ -1,0 +1,159 @@
+"""``serve`` and ``demo``: run a WSGI app wrapped in the middleware under gunicorn.
+
+::
+
+    wsgi-reproxy serve sample_conf/minimal.conf myproject.wsgi:application \\
+        --bind 127.0.0.1:8000 --workers 4 -- --worker-class gthread --threads 8
+
+The config is parsed once, in the gunicorn arbiter, before any socket is
+bound: a bad config exits with ``file:line: message`` and status 1.  The
+application is imported by each worker (gunicorn's own default; pass
+``--preload`` to import it once in the arbiter), then wrapped in
+:class:`~wsgi_reproxy.ReproxyMiddleware`.  Everything after ``MODULE:APP``
+(an optional ``--`` is dropped) is handed to gunicorn's own option parser,
+and ``gunicorn.conf.py`` / ``-c FILE`` / ``GUNICORN_CMD_ARGS`` work as they do
+for the ``gunicorn`` command.  gunicorn is the ``serve`` extra: without it,
+``serve`` says how to install it and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import ConfigError
+from .gunicorn import gunicorn_available, run_gunicorn
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+    from ..resolve.resolver import Config
+
+_INSTALL_HINT = (
+    "{command}: gunicorn is not installed; install it with\n"
+    "    python -m pip install 'wsgi_reproxy[{extra}]'"
+)
+
+
+def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
+    """Register ``serve`` and ``demo`` on the command line."""
+    serve = commands.add_parser(
+        "serve",
+        help="run MODULE:APP wrapped in the middleware under gunicorn",
+        description=(
+            "Run a WSGI application wrapped in ReproxyMiddleware(app, CONF) under "
+            "gunicorn. Options after MODULE:APP (an optional '--' first) go to "
+            "gunicorn unchanged, e.g. '-- --worker-class gevent --timeout 60'."
+        ),
+    )
+    serve.add_argument("conf", metavar="CONF", help="the reproxy config file")
+    serve.add_argument(
+        "app",
+        metavar="MODULE:APP",
+        help="the WSGI application, as for gunicorn (module:callable or "
+        "module:factory())",
+    )
+    serve.add_argument(
+        "--bind",
+        "-b",
+        metavar="ADDRESS",
+        help="HOST:PORT or unix:PATH to listen on (gunicorn's default: 127.0.0.1:8000)",
+    )
+    serve.add_argument("--workers", "-w", type=int, metavar="N", help="processes")
+    serve.add_argument(
+        "--threads", type=int, metavar="N", help="threads per worker (gthread)"
+    )
+    serve.add_argument(
+        "gunicorn_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- GUNICORN_OPTION",
+        help="further gunicorn options",
+    )
+    serve.set_defaults(func=_serve_command)
+
+    demo = commands.add_parser(
+        "demo",
+        help="a self-contained demo: storage node + Flask app + middleware",
+        description=(
+            "Start, on 127.0.0.1, a storage node and a small Flask app that "
+            "answers with X-Reproxy-Url (a dead node first, then the live one), "
+            "wrapped in the middleware under gunicorn; print curl commands to "
+            "try. Needs the demo extra: pip install 'wsgi_reproxy[demo]'. "
+            "Ctrl-C stops everything."
+        ),
+    )
+    demo.add_argument(
+        "--port",
+        "-p",
+        type=int,
+        default=8000,
+        help="port for the app on 127.0.0.1 (default 8000; 0 picks a free one)",
+    )
+    demo.set_defaults(func=_demo_command)
+
+
+def _gunicorn_options(args: argparse.Namespace) -> list[str]:
+    """Our flags as gunicorn options, followed by the pass-through ones."""
+    options: list[str] = []
+    if args.bind is not None:
+        options += ["--bind", args.bind]
+    if args.workers is not None:
+        options += ["--workers", str(args.workers)]
+    if args.threads is not None:
+        options += ["--threads", str(args.threads)]
+    extra = list(args.gunicorn_args)
+    # argparse keeps a '--' that follows options given after MODULE:APP; for
+    # gunicorn's parser it would turn every later option into a positional.
+    if "--" in extra:
+        extra.remove("--")
+    # Later options win in argparse, so pass-through options override ours.
+    return options + extra
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    if not gunicorn_available():
+        print(_INSTALL_HINT.format(command="serve", extra="serve"), file=sys.stderr)
+        return 2
+    config = load_or_report(args.conf, "serve")
+    if config is None:
+        return 1
+    app_uri: str = args.app
+
+    def load_app() -> WSGIApplication:
+        from gunicorn import util  # type: ignore[import-untyped]
+
+        app: WSGIApplication = util.import_app(app_uri)
+        return app
+
+    options = _gunicorn_options(args)
+    run_gunicorn(
+        options,
+        load_app,
+        config,
+        proc_name=app_uri,
+        argv=["serve", args.conf, app_uri, "--", *options],
+    )
+    return 0
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    from . import demo
+
+    return demo.main(args.port)
+
+
+def load_or_report(path: str, command: str) -> Config | None:
+    """Load the config at *path*; on error print ``file:line: message``.
+
+    :returns: the config, or ``None`` after printing the error to stderr.
+    """
+    from ..resolve.resolver import load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        # load_config reports unreadable files as ConfigError too.
+        print(f"{exc}", file=sys.stderr)
+    print(f"{command}: not started because of the config error above", file=sys.stderr)
+    return None
