@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import urllib3
 
-from wsgi_reproxy import ReproxyMiddleware, Settings, UpstreamError, parse_config
+from wsgi_reproxy import ReproxyMiddleware, Settings, parse_config
 from wsgi_reproxy.run.storage import closed_port_url
 
 BODY = bytes(range(256)) * 64  # 16 KiB, every byte value
@@ -314,33 +314,26 @@ def rig(caplog: pytest.LogCaptureFixture) -> Iterator[Rig]:
 # -- target faults ---------------------------------------------------------------
 
 
-def test_target_closing_mid_body_aborts_response_and_next_request_works(
-    rig: Rig,
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        pytest.param("/close-mid-body", "body bytes missing", id="close"),
+        pytest.param("/stall-after-headers", "read timeout", id="stall"),
+    ],
+)
+def test_small_body_breaking_off_fails_over_before_the_client_sees_it(
+    rig: Rig, path: str, reason: str
 ) -> None:
-    rig.routes["/f"] = rig.url("/close-mid-body") + " " + rig.url("/ok")
-    rig.routes["/ok"] = rig.url("/ok")
-    app = rig.app()
-    with pytest.raises(UpstreamError) as info:
-        call(app, "/f")
-    assert "/close-mid-body" in str(info.value)
-    assert "broke off after" in rig.warnings()
-    assert "(incomplete)" in rig.caplog.text
-    # Failover happens only before the first body byte (SPEC §4.3).
-    assert rig.server.paths == ["/close-mid-body"]
-    assert call(app, "/ok").body == BODY
-    rig.assert_clean()
-
-
-def test_target_stalling_after_headers_aborts_on_read_timeout(rig: Rig) -> None:
-    rig.routes["/f"] = rig.url("/stall-after-headers") + " " + rig.url("/ok")
-    app = rig.app()
+    # A body that fits one read is read whole before the response starts
+    # (SPEC §4.10), so a target breaking off inside it is a failed try.
+    rig.routes["/f"] = rig.url(path) + " " + rig.url("/ok")
     started = time.monotonic()
-    with pytest.raises(UpstreamError) as info:
-        call(app, "/f")
+    result = call(rig.app(), "/f")
     assert time.monotonic() - started < 2
-    assert info.value.timeout
-    assert "read timeout" in rig.warnings()
-    assert rig.server.paths == ["/stall-after-headers"]
+    assert result.status == "200 OK"
+    assert result.body == BODY
+    assert path in rig.warnings() and reason in rig.warnings()
+    assert rig.server.paths == [path, "/ok"]
     rig.assert_clean()
 
 
@@ -363,11 +356,6 @@ def test_only_target_stalling_before_headers_is_504(rig: Rig) -> None:
     rig.assert_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit: ReproxyTimeout READ bounds each recv(), not the whole"
-    " status line and headers, so a target trickling bytes holds the worker",
-)
 def test_target_trickling_headers_is_cut_off_by_a_deadline(rig: Rig) -> None:
     rig.routes["/f"] = rig.url("/trickle-headers") + " " + rig.url("/ok")
     started = time.monotonic()

@@ -51,11 +51,20 @@ class UpstreamError(ReproxyError):
     :param timeout: ``True`` when the failure was a timeout.
     """
 
-    def __init__(self, url: str, reason: str, *, timeout: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        reason: str,
+        *,
+        timeout: bool = False,
+        status: int | None = None,
+    ) -> None:
         super().__init__(url, reason)
         self.url = url
         self.reason = reason
         self.timeout = timeout
+        #: the target's status when it answered with a refusal (e.g. 404)
+        self.status = status
 
     def __str__(self) -> str:
         return f"{self.url}: {self.reason}"

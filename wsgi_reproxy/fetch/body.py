@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-import urllib3
 from urllib3.exceptions import HTTPError
 
 from ..exceptions import TruncatedBodyError
 from .boundary import upstream_errors
+from .wire import FramingError
 
 # Broken-off bodies are logged under the fetcher's name, where they always were.
 logger = logging.getLogger("wsgi_reproxy.fetch.fetcher")
@@ -39,6 +40,19 @@ DEFAULT_CHUNK_SIZE = 1024 * 1024
 #: Bytes read from a failed response before its connection is given back;
 #: a longer error body is cheaper to drop with the connection (SPEC §4.3).
 _DRAIN_LIMIT = 64 * 1024
+
+
+class Readable(Protocol):
+    """What the body reads: :class:`~.exchange.Response` (or urllib3's)."""
+
+    @property
+    def length_remaining(self) -> int | None: ...
+
+    def read(self, amt: int | None = None, decode_content: bool = False) -> bytes: ...
+
+    def close(self) -> None: ...
+
+    def release_conn(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -77,14 +91,18 @@ class UpstreamBody:
 
     def __init__(
         self,
-        response: urllib3.BaseHTTPResponse,
+        response: Readable,
         url: str,
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         on_close: Callable[[int, bool], None] | None = None,
         log: logging.Logger = logger,
+        first: bytes = b"",
     ) -> None:
         self._response = response
+        # Read before the response started, to know the target really sends
+        # a body (SPEC §4.10); handed out first.
+        self._first = first
         self._log = log
         self.url = url
         self.chunk_size = chunk_size
@@ -99,6 +117,10 @@ class UpstreamBody:
     def __next__(self) -> bytes:
         if self.complete or self._closed:
             raise StopIteration
+        if self._first:
+            data, self._first = self._first, b""
+            self.bytes_sent += len(data)
+            return data
         try:
             with upstream_errors(self.url, error=TruncatedBodyError):
                 data = self._response.read(self.chunk_size, decode_content=False)
@@ -133,7 +155,7 @@ class UpstreamBody:
                 self.on_close(self.bytes_sent, self.complete)
 
 
-def discard(response: urllib3.BaseHTTPResponse) -> None:
+def discard(response: Readable) -> None:
     """Give back the connection of a response we will not use.
 
     A short body (a redirect or error page) is read so the connection can be
@@ -145,7 +167,7 @@ def discard(response: urllib3.BaseHTTPResponse) -> None:
             response.read(decode_content=False)
         else:
             response.close()
-    except (HTTPError, OSError):
+    except (HTTPError, OSError, FramingError):
         response.close()
     finally:
         response.release_conn()

@@ -24,6 +24,7 @@ from urllib3.exceptions import (
 )
 
 from ..exceptions import UpstreamError
+from .wire import FramingError
 
 
 @contextlib.contextmanager
@@ -40,6 +41,9 @@ def upstream_errors(
     except MaxRetryError as exc:  # only with a caller's pool that retries
         reason = exc.reason if exc.reason is not None else exc
         raise _translate(url, reason, error) from exc
+    except FramingError as exc:
+        # RFC 9112: a response whose framing is in doubt is never passed on.
+        raise error(url, f"bad response framing: {exc}") from exc
     except (HTTPError, OSError) as exc:
         raise _translate(url, exc, error) from exc
 
@@ -62,5 +66,8 @@ def _translate(
     if isinstance(exc, ProtocolError):
         return error(url, f"connection broken: {exc.args[0] if exc.args else exc}")
     if isinstance(exc, TimeoutError):
-        return error(url, "timeout", timeout=True)
+        text = str(exc)
+        return error(
+            url, "read timeout" if text in ("", "timed out") else text, timeout=True
+        )
     return error(url, f"{type(exc).__name__}: {exc}")

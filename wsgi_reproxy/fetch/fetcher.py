@@ -34,8 +34,10 @@ from ..config.settings import Settings
 from ..exceptions import TruncatedBodyError, UpstreamError
 from .body import DEFAULT_CHUNK_SIZE, Upstream, UpstreamBody, discard
 from .boundary import upstream_errors
+from .exchange import Response, Timeouts, send
 from .pool import DEFAULT_MAXSIZE, DEFAULT_NUM_POOLS, default_pool
 from .targets import check_url
+from .wire import Head
 
 __all__ = [
     "ANSWER_STATUSES",
@@ -60,13 +62,15 @@ logger = logging.getLogger(__name__)
 #: through to the client (SPEC §4.3).
 ANSWER_STATUSES = frozenset({304, 416})
 
+#: A body of at most this many bytes is read whole before the response
+#: starts, so its connection returns to the pool at once (issue 16).
+SMALL_BODY = 64 * 1024
+
 #: Statuses whose ``Location`` is followed, up to ``ReproxyMaxRedirects``.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
-def expected_size_error(
-    status: int, headers: urllib3.HTTPHeaderDict, expected: int
-) -> str | None:
+def expected_size_error(status: int, headers: Head, expected: int) -> str | None:
     """Check a response against the app's ``X-Reproxy-Expected-Size``.
 
     The size is the ``Content-Length`` of a full response, the complete
@@ -151,30 +155,18 @@ class Fetcher:
         headers: Mapping[str, str],
         settings: Settings,
         expected_size: int | None,
+        deadline: float | None = None,
     ) -> Upstream:
         pool = self.pool
-        timeout = urllib3.Timeout(
-            connect=settings.connect_timeout, read=settings.read_timeout
-        )
+        timeouts = Timeouts(settings.connect_timeout, settings.read_timeout, deadline)
         redirects = 0
         while True:
             with upstream_errors(url):
-                response = pool.urlopen(
-                    method,
-                    url,
-                    headers=dict(headers),
-                    preload_content=False,
-                    decode_content=False,
-                    redirect=False,
-                    retries=False,
-                    timeout=timeout,
-                    # Waiting for a free slot of a blocking pool counts as
-                    # connecting; without a bound it could wait forever.
-                    pool_timeout=settings.connect_timeout,
-                )
+                response = send(pool, url, method, headers, timeouts)
             status = response.status
-            if status in REDIRECT_STATUSES and "Location" in response.headers:
-                location = urljoin(url, response.headers["Location"])
+            location = response.head.get("Location")
+            if status in REDIRECT_STATUSES and location is not None:
+                location = urljoin(url, location)
                 discard(response)
                 if redirects >= settings.max_redirects:
                     raise UpstreamError(
@@ -192,21 +184,44 @@ class Fetcher:
                 continue
             if not (200 <= status < 300 or status in ANSWER_STATUSES):
                 discard(response)
-                raise UpstreamError(url, f"status {status}")
+                raise UpstreamError(url, f"status {status}", status=status)
             if expected_size is not None:
-                problem = expected_size_error(status, response.headers, expected_size)
+                problem = expected_size_error(status, response.head, expected_size)
                 if problem is not None:
                     discard(response)
                     raise UpstreamError(url, problem)
             return Upstream(
                 url=url,
                 status=status,
-                reason=response.reason or "",
-                headers=list(response.headers.items()),
-                body=UpstreamBody(
-                    response, url, chunk_size=self.chunk_size, log=self.log
-                ),
+                reason=response.reason,
+                headers=response.headers,
+                body=self._body(response, url),
             )
+
+    def _body(self, response: Response, url: str) -> UpstreamBody:
+        """The streaming body, its first bytes already in (SPEC §4.10).
+
+        A target that sends its head and then closes, or stalls, before the
+        first body byte is a failed try: the client has seen nothing yet.
+        A body that fits one read is read whole and the connection given
+        back before the client gets a byte (issue 16).
+        """
+        length = response.length_remaining
+        with upstream_errors(url):
+            try:
+                if length is not None and 0 < length <= SMALL_BODY:
+                    first = response.read(length)
+                else:
+                    first = response.body.read_some(self.chunk_size)
+            except BaseException:
+                response.close()
+                response.release_conn()
+                raise
+        if response.length_remaining == 0:
+            response.release_conn()  # all in hand: free the slot before the client
+        return UpstreamBody(
+            response, url, chunk_size=self.chunk_size, log=self.log, first=first
+        )
 
     def open_first(
         self,
