@@ -77,8 +77,8 @@ def _targets(args: list[str], line: Line, env: Env) -> object:
 
 
 def _timeout(args: list[str], line: Line, env: Env) -> object:
-    usage = "ReproxyTimeout takes CONNECT [READ], positive numbers of seconds"
-    if not 1 <= len(args) <= 2:
+    usage = "ReproxyTimeout takes CONNECT [READ [TOTAL]], positive numbers of seconds"
+    if not 1 <= len(args) <= 3:
         raise ConfigError(usage, line.filename, line.lineno)
     values = []
     for arg in args:
@@ -154,7 +154,7 @@ def store(
     where = f"{line.filename}:{line.lineno}"
     if key == "reproxytimeout":
         assert isinstance(value, tuple)
-        names = ("connect_timeout", "read_timeout")[: len(value)]
+        names = ("connect_timeout", "read_timeout", "total_timeout")[: len(value)]
         for name, seconds in zip(names, value, strict=True):
             values[name] = seconds
             origins[name] = where

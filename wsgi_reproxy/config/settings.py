@@ -35,7 +35,10 @@ class Settings:
     :param allow_targets: ``ReproxyAllowTargets`` patterns; empty means any
         ``http``/``https`` URL.
     :param connect_timeout: ``ReproxyTimeout`` first value, seconds.
-    :param read_timeout: ``ReproxyTimeout`` second value, seconds.
+    :param read_timeout: ``ReproxyTimeout`` second value, seconds: any one
+        receive, and the whole status line and headers of one try.
+    :param total_timeout: ``ReproxyTimeout`` third value, seconds: all tries
+        of one request together, up to the first body byte; ``None``: no bound.
     :param max_redirects: ``ReproxyMaxRedirects``.
     :param forward_headers: ``ReproxyForwardHeaders``.
     :param file_roots: ``ReproxyFileRoot``; empty refuses ``X-Reproxy-File``.
@@ -48,6 +51,7 @@ class Settings:
     allow_targets: tuple[str, ...] = ()
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    total_timeout: float | None = None
     max_redirects: int = 0
     forward_headers: tuple[str, ...] = DEFAULT_FORWARD_HEADERS
     file_roots: tuple[str, ...] = ()

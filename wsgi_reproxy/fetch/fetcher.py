@@ -133,6 +133,7 @@ class Fetcher:
         settings: Settings,
         *,
         expected_size: int | None = None,
+        deadline: float | None = None,
     ) -> Upstream:
         """Request *url*, following redirects up to ``settings.max_redirects``.
 
@@ -140,7 +141,7 @@ class Fetcher:
             ``url`` is always *url*, even when a redirect hop failed.
         """
         try:
-            return self._open(url, method, headers, settings, expected_size)
+            return self._open(url, method, headers, settings, expected_size, deadline)
         except UpstreamError as exc:
             if exc.url == url:
                 raise
@@ -158,7 +159,10 @@ class Fetcher:
         deadline: float | None = None,
     ) -> Upstream:
         pool = self.pool
-        timeouts = Timeouts(settings.connect_timeout, settings.read_timeout, deadline)
+        connect = settings.connect_timeout
+        if deadline is not None:
+            connect = max(0.001, min(connect, deadline - time.monotonic()))
+        timeouts = Timeouts(connect, settings.read_timeout, deadline)
         redirects = 0
         while True:
             with upstream_errors(url):
@@ -238,11 +242,26 @@ class Fetcher:
         item is ``None`` when every URL failed.
         """
         errors: list[UpstreamError] = []
+        total = settings.total_timeout
+        deadline = None if total is None else time.monotonic() + total
         for url in urls:
             started = time.monotonic()
+            if deadline is not None and started >= deadline:
+                # ReproxyTimeout TOTAL: the URLs not tried are failures too.
+                errors.append(
+                    UpstreamError(
+                        url, f"not tried: {total}s for all tries spent", timeout=True
+                    )
+                )
+                continue
             try:
                 upstream = self.open(
-                    url, method, headers, settings, expected_size=expected_size
+                    url,
+                    method,
+                    headers,
+                    settings,
+                    expected_size=expected_size,
+                    deadline=deadline,
                 )
             except UpstreamError as exc:
                 self.log.warning(
