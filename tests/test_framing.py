@@ -441,3 +441,46 @@ def _readable(sock: socket.socket) -> bool:
     from urllib3.util.wait import wait_for_read
 
     return wait_for_read(sock, timeout=0.0)
+
+
+# -- the per-host bound ------------------------------------------------------------
+
+
+def test_past_the_per_host_bound_the_client_gets_503_after_the_connect_timeout(
+    server: ScriptedServer, one_conn: urllib3.PoolManager
+) -> None:
+    big = b"b" * (1 << 20)
+    server.scripts["/big"] = [ok(big)]
+    config = parse_config("AllowReproxy On\nReproxyTimeout 0.3 1\n")
+    mw = ReproxyMiddleware(reproxy_app, config, pool=one_conn, cache=False)
+    env = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "QUERY_STRING": server.url("/big"),
+    }
+    held = mw(dict(env), lambda status, headers, exc=None: None)
+    assert next(iter(held))  # one transfer in flight holds the only connection
+    try:
+        started = time.monotonic()
+        busy = webtest.TestApp(mw).get("/?" + server.url("/own/z"), status="*")
+        waited = time.monotonic() - started
+        assert busy.status == "503 Service Unavailable"
+        assert busy.headers["Retry-After"] == "1"
+        assert 0.25 < waited < 1.0
+    finally:
+        held.close()  # type: ignore[attr-defined]
+    probe(webtest.TestApp(mw), server, "freed")
+
+
+def test_default_pool_bound_comes_from_the_environment(monkeypatch: Any) -> None:
+    from wsgi_reproxy.fetch import pool as pool_module
+
+    monkeypatch.setenv(pool_module.MAX_CONNECTIONS_ENV, "7")
+    monkeypatch.setattr(pool_module, "_pool", None)  # restored after the test
+    monkeypatch.setattr(pool_module, "_pool_pid", -1)  # as a fresh worker
+    manager = pool_module.default_pool()
+    assert manager.connection_pool_kw["maxsize"] == 7
+    assert manager.connection_pool_kw["block"] is True
+    monkeypatch.setenv(pool_module.MAX_CONNECTIONS_ENV, "0")
+    with pytest.raises(ValueError, match="positive"):
+        pool_module.max_connections()

@@ -70,6 +70,15 @@ class UpstreamError(ReproxyError):
         return f"{self.url}: {self.reason}"
 
 
+class BusyError(UpstreamError):
+    """No connection to the target was free within the connect timeout.
+
+    The per-host bound of the pool (``serve --max-storage-connections``) was
+    reached: the storage node is protected and the client is told to come
+    back (``503 Service Unavailable``), not that the node is broken.
+    """
+
+
 class TruncatedBodyError(UpstreamError):
     """The target broke off after the response had started.
 

@@ -23,7 +23,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from ..exceptions import UpstreamError
+from ..exceptions import BusyError, UpstreamError
 from .wire import FramingError
 
 
@@ -54,7 +54,9 @@ def _translate(
     if isinstance(exc, ReadTimeoutError):
         return error(url, "read timeout", timeout=True)
     if isinstance(exc, EmptyPoolError):
-        return error(url, "no free connection in the pool", timeout=True)
+        return BusyError(
+            url, "no free connection in the pool (the per-host bound)", timeout=True
+        )
     if isinstance(exc, NewConnectionError):
         cause = exc.__cause__ or exc.__context__
         text = cause.strerror if isinstance(cause, OSError) and cause.strerror else exc

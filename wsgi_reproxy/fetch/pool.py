@@ -18,10 +18,32 @@ import urllib3
 #: per-host pools); storage clusters rarely have more nodes than this.
 DEFAULT_NUM_POOLS = 32
 
-#: Idle keep-alive connections kept per target host.  A gthread worker with
-#: more threads still works: ``block=False`` opens extra connections and
-#: discards them after use instead of making a request wait.
-DEFAULT_MAXSIZE = 16
+#: Connections per target host and process, busy and idle together (issue
+#: 12): with N slow clients there are N storage connections, so the bound
+#: protects the storage node.  A request past it waits up to the connect
+#: timeout for a free one, then the client gets ``503`` with ``Retry-After``.
+#: 4,096 holds a gevent worker's share of 10,000 slow downloads on one node;
+#: ``serve --max-storage-connections N`` (or ``WSGI_REPROXY_MAX_CONNECTIONS``
+#: in the environment) sets it.
+DEFAULT_MAXSIZE = 4096
+
+#: The environment variable that sets the bound for the process-wide pool.
+MAX_CONNECTIONS_ENV = "WSGI_REPROXY_MAX_CONNECTIONS"
+
+
+def max_connections() -> int:
+    """The per-host bound: ``WSGI_REPROXY_MAX_CONNECTIONS`` or the default.
+
+    :raise ValueError: for a value that is not a positive whole number.
+    """
+    text = os.environ.get(MAX_CONNECTIONS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAXSIZE
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise ValueError(
+            f"{MAX_CONNECTIONS_ENV} must be a positive number, not {text!r}"
+        )
+    return int(text)
 
 
 _pool_lock = threading.Lock()
@@ -46,7 +68,7 @@ def default_pool() -> urllib3.PoolManager:
             # The parent's pool is not closed here: closing only drops this
             # process's copies of the descriptors, which the GC does anyway.
             _pool = urllib3.PoolManager(
-                num_pools=DEFAULT_NUM_POOLS, maxsize=DEFAULT_MAXSIZE, block=False
+                num_pools=DEFAULT_NUM_POOLS, maxsize=max_connections(), block=True
             )
             _pool_pid = pid
         return _pool

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config.settings import Settings
-from ..exceptions import UpstreamError
+from ..exceptions import BusyError, UpstreamError
 from ..fetch.fetcher import Fetcher
 from ..fetch.targets import check_url, split_urls
 from .headers import (
@@ -146,9 +146,15 @@ class UrlResponder:
         errors: list[UpstreamError],
         start_response: StartResponse,
     ) -> Iterable[bytes]:
-        # SPEC §4.4: 504 only when the last try timed out.
-        timeout = bool(errors) and errors[-1].timeout
-        status = "504 Gateway Timeout" if timeout else "502 Bad Gateway"
+        # SPEC §4.4: 504 only when the last try timed out; 503 when it found
+        # the pool's per-host bound reached (the node is busy, not broken).
+        last = errors[-1] if errors else None
+        if isinstance(last, BusyError):
+            status = "503 Service Unavailable"
+        elif last is not None and last.timeout:
+            status = "504 Gateway Timeout"
+        else:
+            status = "502 Bad Gateway"
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         self.logger.warning(
             "reproxy of %s failed (%s): %s",
@@ -161,6 +167,7 @@ class UrlResponder:
             [
                 ("Content-Type", "text/plain; charset=utf-8"),
                 ("Content-Length", str(len(body))),
+                *([("Retry-After", "1")] if isinstance(last, BusyError) else []),
             ],
         )
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]

@@ -19,10 +19,12 @@ for the ``gunicorn`` command.  gunicorn is the ``serve`` extra: without it,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConfigError
+from ..fetch.pool import DEFAULT_MAXSIZE, MAX_CONNECTIONS_ENV
 from .gunicorn import gunicorn_available, run_gunicorn
 
 if TYPE_CHECKING:
@@ -63,6 +65,13 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     serve.add_argument("--workers", "-w", type=int, metavar="N", help="processes")
     serve.add_argument(
         "--threads", type=int, metavar="N", help="threads per worker (gthread)"
+    )
+    serve.add_argument(
+        "--max-storage-connections",
+        type=int,
+        metavar="N",
+        help="connections per storage node and worker, busy and idle (default "
+        f"{DEFAULT_MAXSIZE}); past it a request waits the connect timeout, then 503",
     )
     serve.add_argument(
         "gunicorn_args",
@@ -118,6 +127,14 @@ def _serve_command(args: argparse.Namespace) -> int:
     config = load_or_report(args.conf, "serve")
     if config is None:
         return 1
+    if args.max_storage_connections is not None:
+        if args.max_storage_connections < 1:
+            print(
+                "serve: --max-storage-connections must be at least 1", file=sys.stderr
+            )
+            return 2
+        # Read by each worker when it builds its pool (after the fork).
+        os.environ[MAX_CONNECTIONS_ENV] = str(args.max_storage_connections)
     app_uri: str = args.app
 
     def load_app() -> WSGIApplication:
