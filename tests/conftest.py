@@ -308,6 +308,10 @@ def _stall(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
 
 
 def _truncate(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
+    if head.split(b" ", 2)[1] == b"/big":  # past the read-whole size
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+        conn.sendall(b"t" * 500_000)
+        return
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"t" * 500)
 
 
@@ -350,7 +354,8 @@ def stalling_target() -> Iterator[RawServer]:
 
 @pytest.fixture(scope="session")
 def truncating_target() -> Iterator[RawServer]:
-    """Sends ``Content-Length: 1000``, 500 bytes of ``t``, then closes."""
+    """Sends ``Content-Length: 1000``, 500 bytes of ``t``, then closes
+    (``/big``: says 1,000,000 and sends 500,000)."""
     server = RawServer(_truncate).start()
     yield server
     server.stop()

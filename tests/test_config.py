@@ -155,20 +155,20 @@ def test_directive_values(text: str, expected: dict[str, object]) -> None:
         ),
         pytest.param(
             "ReproxyTimeout",
-            "t.conf:1: ReproxyTimeout takes CONNECT [READ]",
+            "t.conf:1: ReproxyTimeout takes CONNECT [READ [TOTAL]]",
             id="timeout-empty",
         ),
         pytest.param(
             "ReproxyTimeout soon",
-            "t.conf:1: ReproxyTimeout takes CONNECT [READ], positive numbers of seconds, not 'soon'",
+            "t.conf:1: ReproxyTimeout takes CONNECT [READ [TOTAL]], positive numbers of seconds, not 'soon'",
             id="timeout-word",
         ),
         pytest.param("ReproxyTimeout 0", "not '0'", id="timeout-zero"),
         pytest.param("ReproxyTimeout nan", "not 'nan'", id="timeout-nan"),
         pytest.param(
-            "ReproxyTimeout 1 2 3",
-            "t.conf:1: ReproxyTimeout takes CONNECT [READ]",
-            id="timeout-three",
+            "ReproxyTimeout 1 2 3 4",
+            "t.conf:1: ReproxyTimeout takes CONNECT [READ [TOTAL]]",
+            id="timeout-four",
         ),
         pytest.param(
             "ReproxyMaxRedirects -1",

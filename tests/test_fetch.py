@@ -38,7 +38,8 @@ def test_default_pool_created_once_and_bounded() -> None:
     pool = default_pool()
     assert default_pool() is pool
     assert pool.connection_pool_kw["maxsize"] == _pool.DEFAULT_MAXSIZE
-    assert pool.connection_pool_kw["block"] is False
+    # Blocking: the per-host bound holds (issue 12); a request past it waits.
+    assert pool.connection_pool_kw["block"] is True
 
 
 def test_default_pool_recreated_when_pid_changes(

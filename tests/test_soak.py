@@ -177,7 +177,7 @@ def worker(
         "SOAK_DEAD": closed_port_url("").rstrip("/"),
         "SOAK_FAIL": f"http://127.0.0.1:{storage_port}/no-such-object",
         # conftest's RawServer: Content-Length 1000, 500 bytes, then close.
-        "SOAK_TRUNCATING": truncating_target.url("/t"),
+        "SOAK_TRUNCATING": truncating_target.url("/big"),
         "PYTHONPATH": os.pathsep.join([str(tmp), *sys.path]),
         # A production-like worker: dev mode's debug allocator would
         # triple its CPU per request and distort RSS.
@@ -256,10 +256,10 @@ def test_target_breaking_mid_body_aborts_the_client_connection(worker: Worker) -
         conn.request("GET", "/obj/truncating/obj2")
         response = conn.getresponse()
         assert response.status == 200
-        assert response.headers["Content-Length"] == "1000"
+        assert response.headers["Content-Length"] == "1000000"
         with pytest.raises(http.client.IncompleteRead) as info:
             response.read()
-        assert len(info.value.partial) == 500
+        assert len(info.value.partial) == 500_000
     finally:
         conn.close()
     conn = http.client.HTTPConnection("127.0.0.1", worker.port, timeout=10)

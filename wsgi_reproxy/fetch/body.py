@@ -128,6 +128,9 @@ class UpstreamBody:
             self._log.warning(
                 "reproxy body broke off after %d bytes: %s", self.bytes_sent, exc
             )
+            # Drop the connection now: a server that stops iterating on the
+            # error may never call close() (the GC would, late).
+            self.close()
             raise
         if not data:
             self.complete = True

@@ -215,6 +215,8 @@ class Fetcher:
             try:
                 if length is not None and 0 < length <= SMALL_BODY:
                     first = response.read(length)
+                    if len(first) < length:
+                        response.read(length)  # raises: the target broke off
                 else:
                     first = response.body.read_some(self.chunk_size)
             except BaseException:

@@ -295,7 +295,15 @@ class Body:
     :param read_timeout: the most to wait for any one receive.
     """
 
-    __slots__ = ("reader", "framing", "remaining", "timeout", "done", "_chunk_left")
+    __slots__ = (
+        "reader",
+        "framing",
+        "remaining",
+        "timeout",
+        "done",
+        "_chunk_left",
+        "_broken",
+    )
 
     def __init__(self, reader: SocketReader, head: Head, read_timeout: float) -> None:
         self.reader = reader
@@ -304,6 +312,7 @@ class Body:
         self.timeout = read_timeout
         self.done = head.framing == "none" or head.length == 0
         self._chunk_left = 0
+        self._broken = False
 
     def read(self, size: int) -> bytes:
         """Up to *size* body bytes; ``b""`` once the body has ended.
@@ -315,11 +324,16 @@ class Body:
             return b""
         if self.framing == "length":
             assert self.remaining is not None
-            data = self.reader.read(min(size, self.remaining), self.timeout)
+            want = min(size, self.remaining)
+            data = self.reader.read(want, self.timeout) if not self._broken else b""
             self.remaining -= len(data)
             if self.remaining == 0:
                 self.done = True
-            elif len(data) < size:
+            elif len(data) < want:
+                if data:
+                    # Hand over what arrived; the next read reports the break.
+                    self._broken = True
+                    return data
                 raise FramingError(
                     f"connection closed with {self.remaining} body bytes missing"
                 )
