@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FixedConfig
 
 from wsgi_reproxy import ReproxyMiddleware, Settings
-
-from conftest import FixedConfig
 
 INSIDE = b"inside the root\n"
 SECRET = b"SECRET outside the root\n"
