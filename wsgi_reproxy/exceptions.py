@@ -7,6 +7,31 @@ and line it came from, an :class:`UpstreamError` the URL that failed and why.
 
 from __future__ import annotations
 
+import re
+
+# A token holding a "/" and then a "?": a URL (or a request target) with a
+# query.  The query runs to the next blank; closing punctuation around the
+# URL ("'", ")", ",") stays.
+_QUERY_RE = re.compile(r"""(\S*?/[^\s?]*)\?\S*?(?=['")\],;.]*(?:\s|$))""")
+
+
+def redact_query(url: str) -> str:
+    """*url* with its query replaced by ``?…`` (presigned URLs carry
+    credentials in it; SPEC §5): ``http://s3/k?X-Amz-Signature=ab`` ->
+    ``http://s3/k?…``.  Everything after the first ``?`` goes."""
+    head, mark, _ = url.partition("?")
+    return head + "?\u2026" if mark else url
+
+
+def redact_urls(text: str) -> str:
+    """*text* with the query of every URL in it replaced by ``?…``.
+
+    For messages that quote URLs (a redirect's ``Location``, urllib3's
+    ``url: /k?sig=…``): ``redirect to 'http://h/k?t=1' refused`` ->
+    ``redirect to 'http://h/k?…' refused``.
+    """
+    return _QUERY_RE.sub("\\1?\u2026", text) if "?" in text else text
+
 
 class ReproxyError(Exception):
     """Base class of every error raised by wsgi_reproxy."""
@@ -58,7 +83,15 @@ class UpstreamError(ReproxyError):
         self.timeout = timeout
 
     def __str__(self) -> str:
-        return f"{self.url}: {self.reason}"
+        # Safe to log as is: target URLs lose their query (ReproxyLogQuery).
+        return self.describe(show_query=False)
+
+    def describe(self, *, show_query: bool) -> str:
+        """``url: reason``; with ``show_query=False`` (what ``str()`` gives)
+        every URL in it has its query redacted to ``?…``."""
+        if show_query:
+            return f"{self.url}: {self.reason}"
+        return f"{redact_query(self.url)}: {redact_urls(self.reason)}"
 
 
 class TruncatedBodyError(UpstreamError):

@@ -271,7 +271,8 @@ def reproxy_file(
         environ,
         resolved,
         app_headers,
-        settings.preserve_headers,
+        # The app's caching and security headers win here too (SPEC §3).
+        (*settings.preserve_headers, *settings.keep_app_headers),
         expected,
         settings.file_roots,  # opened below the root, never through a symlink
     )
