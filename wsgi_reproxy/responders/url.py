@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config.settings import Settings
@@ -42,7 +42,7 @@ class ResponseCache(Protocol):
     """The ``X-Reproxy-Cache-For`` seam (:class:`.cache.ReproxyCache`)."""
 
     def lookup(
-        self, environ: Mapping[str, Any], settings: Settings
+        self, environ: MutableMapping[str, Any], settings: Settings
     ) -> CacheEntryLike | None: ...
 
     def remember(
