@@ -532,3 +532,29 @@ def test_logged_target_urls_have_their_query_redacted(
     assert ("sig=REDIRECTED" in text) is secret_logged
     assert "sig=" not in text or secret_logged
     assert text.count("reproxy of /all failed (502)") == 1
+
+
+def test_marked_request_is_not_answered_from_the_cache(
+    raw: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = raw(_by_path)
+    calls: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        calls.append(environ["PATH_INFO"])
+        start_response(
+            "200 OK",
+            [("X-Reproxy-Url", target.url("/k")), ("X-Reproxy-Cache-For", "60")],
+        )
+        return [b"app body"]
+
+    mw = ReproxyMiddleware(app, FixedConfig())
+    assert call(mw, "/k")[::2] == ("200 OK", b"/k")
+    with caplog.at_level(logging.WARNING, logger=LOG):
+        status, _, _ = call(mw, "/k", HTTP_X_REPROXY_DEPTH="1")
+    assert status == "502 Bad Gateway"
+    assert calls == ["/k"]  # the cache entry was found, and refused
+    assert [r.getMessage() for r in caplog.records] == [
+        "reproxy of /k failed (502): the request carries X-Reproxy-Depth"
+        " (a reproxy sent it)"
+    ]

@@ -2,7 +2,10 @@
 
 The middleware hands over the app's held-back headers; the responder splits
 and checks the URL list, opens the first good target and starts the
-response with the target's status and the client's headers (SPEC §4.2-4.5)::
+response with the target's status and the client's headers (SPEC §4.2-4.5).
+Every target request carries ``X-Reproxy-Depth: 1``, and a request that
+arrived with it is answered 502 instead of being reproxied (SPEC §4.10), so a
+URL naming this server cannot loop::
 
     responder = UrlResponder(Fetcher(), max_urls=16, cache=None, log=logger)
     return responder.respond(environ, settings, app_headers, start_response)
