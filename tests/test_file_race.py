@@ -22,6 +22,7 @@ import pytest
 from conftest import FixedConfig
 
 from wsgi_reproxy import ReproxyMiddleware, Settings
+from wsgi_reproxy.responders.confine import Refusal, open_file, resolve_file
 
 INSIDE = b"inside the root\n"
 SECRET = b"SECRET outside the root\n"
@@ -116,3 +117,58 @@ def test_directory_swapped_for_symlink_never_serves_outside_the_root(
         assert answer[1] != SECRET, f"served a file outside the root: {seen}"
     assert set(seen) <= {("200 OK", INSIDE), ("404 Not Found", b"404 Not Found\n")}
     assert seen.get(("200 OK", INSIDE)), seen  # the race did not starve the file
+
+
+@pytest.mark.parametrize(
+    ("change", "roots", "reason"),
+    [
+        pytest.param(
+            "swap-dir-for-symlink",
+            ["root"],
+            "cannot open: Not a directory",  # O_DIRECTORY|O_NOFOLLOW: ENOTDIR
+            id="directory-became-a-symlink",
+        ),
+        pytest.param(
+            "swap-file-for-symlink",
+            ["root"],
+            "cannot open: Too many levels of symbolic links",
+            id="file-became-a-symlink",
+        ),
+        pytest.param(
+            "remove-dir", ["root"], "cannot open: No such file", id="directory-gone"
+        ),
+        pytest.param(
+            None, ["missing", "root"], None, id="missing-root-skipped-at-open-too"
+        ),
+        pytest.param(None, ["outside"], "outside every", id="root-changed-since"),
+    ],
+)
+def test_open_below_the_root_refuses_a_path_changed_since_it_was_resolved(
+    tmp_path: Path, change: str | None, roots: list[str], reason: str | None
+) -> None:
+    """The same checks without a racer: change the tree between the two steps."""
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "f.txt").write_bytes(INSIDE)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "f.txt").write_bytes(SECRET)
+    resolved = resolve_file(f"{root}/d/f.txt", [str(root)])
+    assert resolved == f"{root}/d/f.txt"
+    if change == "swap-dir-for-symlink":
+        (root / "d").rename(tmp_path / "old-d")
+        (root / "d").symlink_to(tmp_path / "outside")
+    elif change == "swap-file-for-symlink":
+        (root / "d" / "f.txt").unlink()
+        (root / "d" / "f.txt").symlink_to(tmp_path / "outside" / "f.txt")
+    elif change == "remove-dir":
+        (root / "d" / "f.txt").unlink()
+        (root / "d").rmdir()
+    opened = open_file(resolved, [str(tmp_path / r) for r in roots])
+    if reason is None:
+        assert not isinstance(opened, Refusal)
+        file, st = opened
+        with file:
+            assert (file.read(), st.st_size) == (INSIDE, len(INSIDE))
+    else:
+        assert isinstance(opened, Refusal)
+        assert str(opened).startswith(reason), opened
