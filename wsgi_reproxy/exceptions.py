@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 
-# A token holding a "/" and then a "?": a URL (or a request target) with a
-# query.  The query runs to the next blank; closing punctuation around the
-# URL ("'", ")", ",") stays.
-_QUERY_RE = re.compile(r"""(\S*?/[^\s?]*)\?\S*?(?=['")\],;.]*(?:\s|$))""")
+# A run of non-blanks: a URL in a message is one (urllib3 quotes a request
+# target as "url: /k?sig=1"; our reasons quote them with or without !r).
+_TOKEN_RE = re.compile(r"\S+")
+# Closing punctuation around a quoted URL, kept after the "?…".
+_CLOSERS = "'\")],;."
 
 
 def redact_query(url: str) -> str:
@@ -30,7 +31,20 @@ def redact_urls(text: str) -> str:
     ``url: /k?sig=…``): ``redirect to 'http://h/k?t=1' refused`` ->
     ``redirect to 'http://h/k?…' refused``.
     """
-    return _QUERY_RE.sub("\\1?\u2026", text) if "?" in text else text
+    return _TOKEN_RE.sub(_redact_token, text) if "?" in text else text
+
+
+def _redact_token(match: re.Match[str]) -> str:
+    # Linear on purpose: a backtracking regex took seconds on a long path.
+    token = match.group()
+    slash = token.find("/")
+    query = token.find("?", slash) if slash >= 0 else -1
+    if query < 0:
+        return token
+    end = len(token)
+    while end > query + 1 and token[end - 1] in _CLOSERS:
+        end -= 1
+    return token[:query] + "?\u2026" + token[end:]
 
 
 class ReproxyError(Exception):
