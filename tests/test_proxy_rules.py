@@ -146,7 +146,11 @@ def request_headers(head: bytes) -> list[tuple[str, str]]:
             id="credentials-named-stay-here",
         ),
         pytest.param(
-            {"HTTP_X_REPROXY_DEPTH_X": "9", "HTTP_TE": "trailers"},
+            {
+                "HTTP_X_REPROXY_DEPTH_X": "9",
+                "HTTP_TE": "trailers",
+                "HTTP_PROXY_AUTHORIZATION": "Basic eDp5",
+            },
             [],
             id="never-forwarded-stay-out",
         ),
@@ -158,7 +162,13 @@ def test_target_gets_forwarded_headers_minus_connection_named_plus_marker(
     target = raw(_echo_head)
     settings = Settings(
         allow_reproxy=True,
-        forward_headers=("Range", "X-Token", "Authorization", "TE"),
+        forward_headers=(
+            "Range",
+            "X-Token",
+            "Authorization",
+            "TE",
+            "Proxy-Authorization",
+        ),
     )
     app = ReproxyMiddleware(reproxy_app(target.url("/f")), FixedConfig(settings))
     status, _, head = call(app, "/", **client)

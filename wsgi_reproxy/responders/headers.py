@@ -71,8 +71,9 @@ def header_values(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
 def forwarded_headers(environ: WSGIEnvironment, names: Sequence[str]) -> dict[str, str]:
     """The client request headers in *names* that the target should see.
 
-    Never a hop-by-hop header: neither those of :data:`NEVER_FORWARDED` nor
-    one the client named in its own ``Connection`` header (RFC 9110 §7.6.1:
+    Never a hop-by-hop header: neither those of :data:`NEVER_FORWARDED` or
+    werkzeug's list (``Proxy-Authorization``...) nor one the client named in
+    its own ``Connection`` header (RFC 9110 §7.6.1:
     "Connection: close, X-Token" makes ``X-Token`` this hop's alone).
     """
     hop = {
@@ -81,7 +82,7 @@ def forwarded_headers(environ: WSGIEnvironment, names: Sequence[str]) -> dict[st
     out: dict[str, str] = {}
     for name in names:
         lower = name.lower()
-        if lower in NEVER_FORWARDED or lower in hop:
+        if lower in NEVER_FORWARDED or lower in hop or is_hop_by_hop_header(lower):
             continue
         key = "CONTENT_TYPE" if lower == "content-type" else "HTTP_" + name.upper()
         value = environ.get(key.replace("-", "_"))
