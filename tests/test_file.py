@@ -351,6 +351,7 @@ APP_HEADERS = [
     ("Connection", "close"),
     ("Set-Cookie", "session=secret"),
     ("X-Reproxy-File", "/elsewhere"),
+    ("X-App-Only", "1"),
 ]
 
 
@@ -374,8 +375,11 @@ APP_HEADERS = [
             id="never-length-range-or-hop-by-hop",
         ),
         pytest.param(
-            (), {"Set-Cookie": [], "Cache-Control": []}, id="unlisted-not-passed"
+            (),
+            {"Set-Cookie": ["session=secret"], "Cache-Control": ["public, max-age=60"]},
+            id="kept-by-default-keep-app-headers",
         ),
+        pytest.param(("ETag",), {"X-App-Only": []}, id="unlisted-not-passed"),
         pytest.param(("X-Reproxy-File",), {"X-Reproxy-File": []}, id="never-x-reproxy"),
     ],
 )

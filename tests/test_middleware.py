@@ -19,6 +19,7 @@ import webtest
 from conftest import HELLO, RawServer, TargetServer, make_bytes
 
 from wsgi_reproxy import ReproxyMiddleware, parse_config
+from wsgi_reproxy.exceptions import redact_query
 
 APP_BODY = b"APP BODY MUST NOT LEAK"
 
@@ -247,7 +248,9 @@ def test_second_url_served_when_first_fails(
     assert res.status_int == 200
     assert res.body == HELLO
     assert any(
-        first in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+        redact_query(first) in r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING
     )
 
 
@@ -429,8 +432,8 @@ def test_hop_by_hop_and_reproxy_headers_removed(
         pytest.param(
             ("Set-Cookie", "Content-Disposition"),
             [],
-            [("Set-Cookie", "target=1")],
-            id="absent-keeps-target",
+            [],
+            id="absent-target-cookie-still-dropped",
         ),
         pytest.param(
             ("content-disposition",),

@@ -154,6 +154,37 @@ def test_allowed_url_is_fetched(url: str) -> None:
         pytest.param(
             "http://store.example:7500/dev%2f..%2fadmin", OUTSIDE, id="encoded-slash"
         ),
+        # path parameters on a dot segment: servlet containers strip ";..."
+        # before removing dot segments, so "/dev/..;/admin" is their "/admin"
+        pytest.param(
+            "http://store.example:7500/dev/..;/admin", OUTSIDE, id="dot-dot-semicolon"
+        ),
+        pytest.param(
+            "http://store.example:7500/dev/..;x=1/admin",
+            OUTSIDE,
+            id="dot-dot-parameter",
+        ),
+        pytest.param("http://store.example:7500/dev/.;/x", OUTSIDE, id="dot-semicolon"),
+        pytest.param(
+            "http://store.example:7500/dev/%2e%2e;/admin",
+            OUTSIDE,
+            id="encoded-dot-dot-semicolon",
+        ),
+        pytest.param(
+            "http://store.example:7500/dev/%2E.;jsessionid=1/admin",
+            OUTSIDE,
+            id="half-encoded-dot-dot-semicolon",
+        ),
+        pytest.param(
+            "http://store.example:7500/dev/..%3b/admin",
+            OUTSIDE,
+            id="dot-dot-encoded-semicolon",
+        ),
+        pytest.param(
+            "http://store.example:7500/dev/sub/..;/..;/admin",
+            OUTSIDE,
+            id="two-dot-dot-semicolons",
+        ),
         pytest.param(
             "http://store.example:7500/dev/x%5c..%5cadmin",
             OUTSIDE,
@@ -327,6 +358,14 @@ def test_bad_pattern_in_settings_refuses_every_url() -> None:
         ),
         pytest.param(
             "http://h/dev/", "http://h/dev/a%2eb", True, id="encoded-dot-in-name"
+        ),
+        pytest.param("http://h/dev/", "http://h/dev/a;v=1", True, id="param-on-name"),
+        pytest.param(
+            "http://h/dev/", "http://h/dev/...;x", True, id="three-dots-param"
+        ),
+        pytest.param("http://h/dev/", "http://h/dev/..;/x", False, id="dot-dot-param"),
+        pytest.param(
+            "http://h/", "http://h/dev/..;/x", True, id="dot-dot-param-at-root"
         ),
         pytest.param(
             "http://h/%7Euser/", "http://h/~user/x", True, id="unreserved-escape-same"

@@ -7,6 +7,45 @@ and line it came from, an :class:`UpstreamError` the URL that failed and why.
 
 from __future__ import annotations
 
+import re
+
+# A run of non-blanks: a URL in a message is one (urllib3 quotes a request
+# target as "url: /k?sig=1"; our reasons quote them with or without !r).
+_TOKEN_RE = re.compile(r"\S+")
+# Closing punctuation around a quoted URL, kept after the "?…".
+_CLOSERS = "'\")],;."
+
+
+def redact_query(url: str) -> str:
+    """*url* with its query replaced by ``?…`` (presigned URLs carry
+    credentials in it; SPEC §5): ``http://s3/k?X-Amz-Signature=ab`` ->
+    ``http://s3/k?…``.  Everything after the first ``?`` goes."""
+    head, mark, _ = url.partition("?")
+    return head + "?\u2026" if mark else url
+
+
+def redact_urls(text: str) -> str:
+    """*text* with the query of every URL in it replaced by ``?…``.
+
+    For messages that quote URLs (a redirect's ``Location``, urllib3's
+    ``url: /k?sig=…``): ``redirect to 'http://h/k?t=1' refused`` ->
+    ``redirect to 'http://h/k?…' refused``.
+    """
+    return _TOKEN_RE.sub(_redact_token, text) if "?" in text else text
+
+
+def _redact_token(match: re.Match[str]) -> str:
+    # Linear on purpose: a backtracking regex took seconds on a long path.
+    token = match.group()
+    slash = token.find("/")
+    query = token.find("?", slash) if slash >= 0 else -1
+    if query < 0:
+        return token
+    end = len(token)
+    while end > query + 1 and token[end - 1] in _CLOSERS:
+        end -= 1
+    return token[:query] + "?\u2026" + token[end:]
+
 
 class ReproxyError(Exception):
     """Base class of every error raised by wsgi_reproxy."""
@@ -67,7 +106,15 @@ class UpstreamError(ReproxyError):
         self.status = status
 
     def __str__(self) -> str:
-        return f"{self.url}: {self.reason}"
+        # Safe to log as is: target URLs lose their query (ReproxyLogQuery).
+        return self.describe(show_query=False)
+
+    def describe(self, *, show_query: bool) -> str:
+        """``url: reason``; with ``show_query=False`` (what ``str()`` gives)
+        every URL in it has its query redacted to ``?…``."""
+        if show_query:
+            return f"{self.url}: {self.reason}"
+        return f"{redact_query(self.url)}: {redact_urls(self.reason)}"
 
 
 class BusyError(UpstreamError):

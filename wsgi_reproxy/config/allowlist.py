@@ -27,7 +27,9 @@ against the result::
   ``/devices``; ``/dev`` also matches ``/dev`` itself.  The URL path is
   normalised first (RFC 3986 §6.2.2: unreserved percent-escapes decoded,
   dot segments removed) and, under a non-root prefix, a URL path holding an
-  encoded ``/``, ``\\``, ``.`` or ``..`` segment never matches: targets
+  encoded ``/``, ``\\``, ``.`` or ``..`` segment, or a ``.`` or ``..``
+  segment with path parameters (``/dev/..;/admin``, ``/dev/%2e%2e;x/``,
+  which Tomcat and Jetty read as ``/admin``), never matches: targets
   disagree on whether to decode them, so the URL could name a file outside
   the prefix on one and inside on another.
 """

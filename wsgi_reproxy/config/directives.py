@@ -35,30 +35,45 @@ def _on_off(args: list[str], line: Line, env: Env) -> object:
     return args[0].lower() == "on"
 
 
+def _switch(name: str) -> Callable[[list[str], Line, Env], object]:
+    def parse(args: list[str], line: Line, env: Env) -> object:
+        if len(args) != 1 or args[0].lower() not in ("on", "off"):
+            raise ConfigError(f"{name} must be On or Off", line.filename, line.lineno)
+        return args[0].lower() == "on"
+
+    return parse
+
+
 def _headers(name: str) -> Callable[[list[str], Line, Env], object]:
     def parse(args: list[str], line: Line, env: Env) -> object:
         if not args:
             raise ConfigError(
                 f"{name} needs at least one header name", line.filename, line.lineno
             )
-        if name == "ReproxyForwardHeaders" and [a.lower() for a in args] == ["none"]:
+        if name in _NONE_ALLOWED and [a.lower() for a in args] == ["none"]:
             return ()
         for arg in args:
             if not HEADER_NAME.fullmatch(arg):
                 raise ConfigError(
                     f"{name}: {arg!r} is not a header name", line.filename, line.lineno
                 )
-            if name == "PreserveHeaders" and (
+            if name in _PRESERVING and (
                 arg.lower() in NEVER_PRESERVED or is_hop_by_hop_header(arg)
             ):
                 env.warn(
                     line,
-                    f"PreserveHeaders {arg}: this header is never "
+                    f"{name} {arg}: this header is never "
                     "preserved from the application's response",
                 )
         return tuple(args)
 
     return parse
+
+
+#: List directives where ``None`` alone means the empty list.
+_NONE_ALLOWED = frozenset({"ReproxyForwardHeaders", "ReproxyKeepAppHeaders"})
+#: List directives naming app headers kept over the target's (SPEC §4.5).
+_PRESERVING = frozenset({"PreserveHeaders", "ReproxyKeepAppHeaders"})
 
 
 def _targets(args: list[str], line: Line, env: Env) -> object:
@@ -125,6 +140,8 @@ DIRECTIVES: dict[str, Callable[[list[str], Line, Env], object]] = {
     "reproxymaxredirects": _redirects,
     "reproxyforwardheaders": _headers("ReproxyForwardHeaders"),
     "reproxyfileroot": _roots,
+    "reproxykeepappheaders": _headers("ReproxyKeepAppHeaders"),
+    "reproxylogquery": _switch("ReproxyLogQuery"),
 }
 _FIELDS = {
     "allowreproxy": "allow_reproxy",
@@ -133,6 +150,8 @@ _FIELDS = {
     "reproxymaxredirects": "max_redirects",
     "reproxyforwardheaders": "forward_headers",
     "reproxyfileroot": "file_roots",
+    "reproxykeepappheaders": "keep_app_headers",
+    "reproxylogquery": "log_query",
 }
 _ADDITIVE = frozenset(
     {
@@ -140,6 +159,7 @@ _ADDITIVE = frozenset(
         "reproxyallowtargets",
         "reproxyforwardheaders",
         "reproxyfileroot",
+        "reproxykeepappheaders",
     }
 )
 

@@ -25,6 +25,26 @@ DEFAULT_FORWARD_HEADERS: tuple[str, ...] = (
     "If-Unmodified-Since",
 )
 
+#: ``ReproxyKeepAppHeaders`` default (SPEC §3): the app's caching and
+#: security headers win over the storage node's, so a file the app checked
+#: permissions for keeps ``Cache-Control: private`` and its ``Vary`` (issue 11).
+DEFAULT_KEEP_APP_HEADERS: tuple[str, ...] = (
+    "Cache-Control",
+    "Expires",
+    "Pragma",
+    "Vary",
+    "Set-Cookie",
+    "Content-Security-Policy",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "Strict-Transport-Security",
+    "Referrer-Policy",
+    "Permissions-Policy",
+    "Cross-Origin-Opener-Policy",
+    "Cross-Origin-Embedder-Policy",
+    "Cross-Origin-Resource-Policy",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -42,6 +62,11 @@ class Settings:
     :param max_redirects: ``ReproxyMaxRedirects``.
     :param forward_headers: ``ReproxyForwardHeaders``.
     :param file_roots: ``ReproxyFileRoot``; empty refuses ``X-Reproxy-File``.
+    :param keep_app_headers: ``ReproxyKeepAppHeaders``: app headers kept over
+        the target's besides ``preserve_headers``; empty is mod_reproxy's
+        behaviour (``None`` in the config).
+    :param log_query: ``ReproxyLogQuery``: log target URLs with their query
+        string instead of ``?…``.
     :param origins: ``(field, "file:line")`` pairs telling where each field
         that is not a default was set; see :meth:`origin`.
     """
@@ -55,6 +80,8 @@ class Settings:
     max_redirects: int = 0
     forward_headers: tuple[str, ...] = DEFAULT_FORWARD_HEADERS
     file_roots: tuple[str, ...] = ()
+    keep_app_headers: tuple[str, ...] = DEFAULT_KEEP_APP_HEADERS
+    log_query: bool = False
     origins: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     def origin(self, name: str) -> str | None:

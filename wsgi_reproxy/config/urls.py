@@ -14,7 +14,9 @@ label is numeric must be a canonical dotted-quad IPv4 address, because
 ``getaddrinfo`` reads ``010.0.0.1`` or ``167772161`` as some other address.
 The path is normalised (RFC 3986 §6.2.2: unreserved percent-escapes
 decoded, dot segments removed); an encoded ``/``, ``\\``, ``.`` or ``..``
-segment is remembered in :attr:`ParsedUrl.plain_path`.  The same parser
+segment, or a dot segment with path parameters (``..;x``, ``.;``, which
+servlet containers read as ``..`` and ``.``), is remembered in
+:attr:`ParsedUrl.plain_path`.  The same parser
 reads ``ReproxyAllowTargets`` patterns (:func:`parse_pattern`), which may
 also hold ``*``.
 """
@@ -43,6 +45,10 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _UNRESERVED = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 )
+# A dot segment with path parameters ("..;x", ".;", "%2e%2e%3bx" once the
+# unreserved escapes are decoded): RFC 3986 keeps it as a name, but servlet
+# containers (Tomcat, Jetty) strip ";..." first and then read it as "..".
+_PARAM_DOT_RE = re.compile(r"\.\.?(;|%3B)")
 # Encoded NUL, LF and CR: header-injection vectors for a target that decodes.
 _ENCODED_CONTROLS = ("%00", "%0A", "%0D")
 
@@ -59,7 +65,8 @@ class ParsedUrl:
         ``None`` only for a pattern's ``:*``.
     :param path: normalised path, ``/`` when the URL has none.
     :param plain_path: ``False`` when the raw path holds an encoded ``.``
-        or ``..`` segment or an encoded ``/`` or ``\\``, which targets read
+        or ``..`` segment, a ``.`` or ``..`` with path parameters (``..;x``,
+        ``%2e%2e%3b``), or an encoded ``/`` or ``\\``, which targets read
         differently (such a URL matches only a root prefix).
     :param userinfo: whether the URL carried ``user[:password]@``.
     :param rest: the query and fragment, as written.
@@ -110,7 +117,10 @@ def _normalise_path(path: str) -> tuple[str, bool]:
     raw = (path or "/").split("/")[1:]
     segments = [_ESCAPE_RE.sub(unescape, segment) for segment in raw]
     plain = all(
-        (seg not in (".", "..") or seg == r) and "%2F" not in seg and "%5C" not in seg
+        (seg not in (".", "..") or seg == r)
+        and "%2F" not in seg
+        and "%5C" not in seg
+        and not _PARAM_DOT_RE.match(seg)
         for seg, r in zip(segments, raw, strict=True)
     )
     out: list[str] = []

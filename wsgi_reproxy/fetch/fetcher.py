@@ -269,7 +269,7 @@ class Fetcher:
                 self.log.warning(
                     "reproxy target failed after %.3fs: %s",
                     time.monotonic() - started,
-                    exc,
+                    exc.describe(show_query=settings.log_query),
                 )
                 errors.append(exc)
                 continue

@@ -40,7 +40,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,12 @@ logger = logging.getLogger(__name__)
 #: Methods a cache entry may answer (SPEC §4 item 9, issue 5): a ``POST``
 #: always reaches the application.
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
+
+#: environ key holding the request's cache key as :meth:`ReproxyCache.lookup`
+#: saw it, before the app ran (``None``: the request may not be cached).  An
+#: inner layer may rewrite ``PATH_INFO`` (PEP 3333 allows it); the answer is
+#: still remembered for the request as it reached the middleware (issue 11).
+KEY_ENVIRON = "wsgi_reproxy.cache_key"
 
 #: Default bounds.  perlbal measured about 1.25 KB of RAM per entry; 10 000
 #: entries of a few URLs each stay far below the byte bound.
@@ -237,18 +243,21 @@ class ReproxyCache:
     # -- the two calls the middleware makes ---------------------------------
 
     def lookup(
-        self, environ: Mapping[str, Any], settings: Settings
+        self, environ: MutableMapping[str, Any], settings: Settings
     ) -> CacheEntry | None:
         """The entry answering this request, or ``None`` to call the app.
 
         Only ``GET`` and ``HEAD`` requests for which reproxying is on are
-        looked up; other requests are not even counted as misses.
+        looked up; other requests are not even counted as misses.  The key
+        is saved in ``environ[KEY_ENVIRON]`` for :meth:`remember`.
         """
         if not settings.allow_reproxy:
             return None
         if environ.get("REQUEST_METHOD", "GET").upper() not in CACHEABLE_METHODS:
+            environ[KEY_ENVIRON] = None
             return None
-        return self.get(cache_key(environ))
+        key = environ[KEY_ENVIRON] = cache_key(environ)
+        return self.get(key)
 
     def remember(
         self,
@@ -261,7 +270,8 @@ class ReproxyCache:
 
         A value that cannot be parsed is logged at WARNING and ignored.
 
-        :param environ: the request.
+        :param environ: the request; its key is the one :meth:`lookup` saved
+            before the app ran, else computed now.
         :param settings: its resolved settings; nothing is stored when
             reproxying is off or the method is not ``GET``/``HEAD``.
         :param app_headers: the app's response headers.
@@ -271,7 +281,13 @@ class ReproxyCache:
         """
         if not settings.allow_reproxy:
             return None
-        if environ.get("REQUEST_METHOD", "GET").upper() not in CACHEABLE_METHODS:
+        if KEY_ENVIRON in environ:
+            key: CacheKey | None = environ[KEY_ENVIRON]
+        elif environ.get("REQUEST_METHOD", "GET").upper() in CACHEABLE_METHODS:
+            key = cache_key(environ)
+        else:
+            key = None
+        if key is None:
             return None
         app_headers = list(app_headers)
         values = header_values(app_headers, "X-Reproxy-Cache-For")
@@ -291,4 +307,4 @@ class ReproxyCache:
         wanted = {n.lower() for n in cache_for.headers} - _NEVER_KEPT
         wanted.update(_ALWAYS_KEPT)
         kept = [(n, v) for n, v in app_headers if n.lower() in wanted]
-        return self.put(cache_key(environ), urls, kept, cache_for.seconds)
+        return self.put(key, urls, kept, cache_for.seconds)

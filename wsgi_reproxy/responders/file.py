@@ -228,8 +228,9 @@ def _serve(
     app_headers: Sequence[tuple[str, str]],
     preserve_headers: Iterable[str],
     expected: int | None,
+    roots: Sequence[str] = (),
 ) -> tuple[FileResponse, str | None]:
-    opened = open_file(path)
+    opened = open_file(path, roots)
     if isinstance(opened, Refusal):
         return not_found(), opened.reason
     file, st = opened
@@ -266,4 +267,12 @@ def reproxy_file(
     expected = expected_size(app_headers)
     if isinstance(expected, str):
         return not_found(), expected
-    return _serve(environ, resolved, app_headers, settings.preserve_headers, expected)
+    return _serve(
+        environ,
+        resolved,
+        app_headers,
+        # The app's caching and security headers win here too (SPEC §3).
+        (*settings.preserve_headers, *settings.keep_app_headers),
+        expected,
+        settings.file_roots,  # opened below the root, never through a symlink
+    )

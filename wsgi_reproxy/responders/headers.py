@@ -34,6 +34,18 @@ NEVER_FORWARDED = frozenset(
      "transfer-encoding", "upgrade"}
 )  # fmt: skip
 
+#: Target response headers that never reach the client (SPEC §3,
+#: ``ReproxyKeepAppHeaders``): the storage node's software and version, and
+#: cookies a node would set for the app's domain.  The app's own values of
+#: these pass when kept (``Set-Cookie`` is kept by default).
+NEVER_FROM_TARGET = frozenset({"server", "x-powered-by", "set-cookie"})
+
+#: The header marking a request the middleware sends to a target (SPEC §4.10).
+#: A request arriving with it is never reproxied, so an ``X-Reproxy-Url``
+#: naming this server stops at depth 1 with a 502 instead of looping.
+DEPTH_HEADER = "X-Reproxy-Depth"
+#: The same header as a WSGI environ key.
+DEPTH_ENVIRON_KEY = "HTTP_X_REPROXY_DEPTH"
 
 _OCTET_STREAM = "application/octet-stream"
 
@@ -57,11 +69,20 @@ def header_values(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
 
 
 def forwarded_headers(environ: WSGIEnvironment, names: Sequence[str]) -> dict[str, str]:
-    """The client request headers in *names* that the target should see."""
+    """The client request headers in *names* that the target should see.
+
+    Never a hop-by-hop header: neither those of :data:`NEVER_FORWARDED` or
+    werkzeug's list (``Proxy-Authorization``...) nor one the client named in
+    its own ``Connection`` header (RFC 9110 §7.6.1:
+    "Connection: close, X-Token" makes ``X-Token`` this hop's alone).
+    """
+    hop = {
+        token.strip().lower() for token in environ.get("HTTP_CONNECTION", "").split(",")
+    }
     out: dict[str, str] = {}
     for name in names:
         lower = name.lower()
-        if lower in NEVER_FORWARDED:
+        if lower in NEVER_FORWARDED or lower in hop or is_hop_by_hop_header(lower):
             continue
         key = "CONTENT_TYPE" if lower == "content-type" else "HTTP_" + name.upper()
         value = environ.get(key.replace("-", "_"))
@@ -76,8 +97,10 @@ def client_headers(
     """The target's headers as the client gets them (SPEC §4.5).
 
     Hop-by-hop headers go (PEP 3333), including those the target named in
-    its ``Connection`` header (RFC 9110 §7.6.1), and every ``X-Reproxy-*``.
-    Then each ``PreserveHeaders`` header the app sent replaces the target's,
+    its ``Connection`` header (RFC 9110 §7.6.1), every ``X-Reproxy-*``, and
+    the target's ``Server``, ``X-Powered-By`` and ``Set-Cookie``
+    (:data:`NEVER_FROM_TARGET`).  Then each ``PreserveHeaders`` or
+    ``ReproxyKeepAppHeaders`` header the app sent replaces the target's,
     with all its values exactly as the app wrote them.
     """
     listed = {
@@ -91,8 +114,13 @@ def client_headers(
         if not is_hop_by_hop_header(name)
         and name.lower() not in listed
         and not is_reproxy_header(name)
+        and name.lower() not in NEVER_FROM_TARGET
     ]
-    keep = {h.lower() for h in settings.preserve_headers if is_preservable(h)}
+    keep = {
+        h.lower()
+        for h in (*settings.preserve_headers, *settings.keep_app_headers)
+        if is_preservable(h)
+    }
     preserved = [(name, value) for name, value in app_headers if name.lower() in keep]
     replaced = {name.lower() for name, _ in preserved}
     headers = [h for h in headers if h[0].lower() not in replaced] + preserved

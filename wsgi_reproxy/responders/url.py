@@ -2,7 +2,10 @@
 
 The middleware hands over the app's held-back headers; the responder splits
 and checks the URL list, opens the first good target and starts the
-response with the target's status and the client's headers (SPEC §4.2-4.5)::
+response with the target's status and the client's headers (SPEC §4.2-4.5).
+Every target request carries ``X-Reproxy-Depth: 1``, and a request that
+arrived with it is answered 502 instead of being reproxied (SPEC §4.10), so a
+URL naming this server cannot loop::
 
     responder = UrlResponder(Fetcher(), max_urls=16, cache=None, log=logger)
     return responder.respond(environ, settings, app_headers, start_response)
@@ -12,14 +15,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config.settings import Settings
-from ..exceptions import BusyError, UpstreamError
+from ..exceptions import BusyError, UpstreamError, redact_query
 from ..fetch.fetcher import Fetcher
 from ..fetch.targets import check_url, split_urls
 from .headers import (
+    DEPTH_ENVIRON_KEY,
+    DEPTH_HEADER,
     Headers,
     client_headers,
     expected_size,
@@ -40,7 +45,7 @@ class ResponseCache(Protocol):
     """The ``X-Reproxy-Cache-For`` seam (:class:`.cache.ReproxyCache`)."""
 
     def lookup(
-        self, environ: Mapping[str, Any], settings: Settings
+        self, environ: MutableMapping[str, Any], settings: Settings
     ) -> CacheEntryLike | None: ...
 
     def remember(
@@ -82,6 +87,12 @@ class UrlResponder:
         start_response: StartResponse,
     ) -> Iterable[bytes]:
         """Reproxy the URLs of *app_headers*; 502/504 when none serves."""
+        if DEPTH_ENVIRON_KEY in environ:
+            # SPEC §4.10: a target request (perhaps our own): reproxying it
+            # again could loop forever (h2o answers 502 and stops, too).
+            detail = f"the request carries {DEPTH_HEADER} (a reproxy sent it)"
+            return self._bad_gateway(environ, settings, [], start_response, detail)
+        show = settings.log_query
         urls = split_urls(header_values(app_headers, "X-Reproxy-Url"), self.max_urls)
         errors: list[UpstreamError] = []
         if urls.dropped:
@@ -96,7 +107,8 @@ class UrlResponder:
             if reason is None:
                 valid.append(url)
             else:
-                self.logger.warning("reproxy URL %r skipped: %s", url, reason)
+                shown = url if show else redact_query(url)
+                self.logger.warning("reproxy URL %r skipped: %s", shown, reason)
                 errors.append(UpstreamError(url, reason))
 
         expected = expected_size(app_headers)
@@ -107,25 +119,24 @@ class UrlResponder:
             valid, expected = [], None
         method = "HEAD" if environ.get("REQUEST_METHOD") == "HEAD" else "GET"
         started = time.monotonic()
+        headers = forwarded_headers(environ, settings.forward_headers)
+        headers[DEPTH_HEADER] = "1"  # SPEC §4.10: marks the request as ours
         upstream, failures = self.fetcher.open_first(
-            valid,
-            method,
-            forwarded_headers(environ, settings.forward_headers),
-            settings,
-            expected_size=expected,
+            valid, method, headers, settings, expected_size=expected
         )
         errors += failures
         if upstream is None:
-            return self._bad_gateway(environ, errors, start_response)
+            return self._bad_gateway(environ, settings, errors, start_response)
         if self.cache is not None:
             self.cache.remember(environ, settings, app_headers, valid)
 
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        source = upstream.url if show else redact_query(upstream.url)
 
         def log_transfer(sent: int, complete: bool) -> None:
             self.logger.info(
                 "reproxied %s from %s: %d, %d bytes in %.3fs%s",
-                path, upstream.url, upstream.status, sent,
+                path, source, upstream.status, sent,
                 time.monotonic() - started, "" if complete else " (incomplete)",
             )  # fmt: skip
 
@@ -143,8 +154,10 @@ class UrlResponder:
     def _bad_gateway(
         self,
         environ: WSGIEnvironment,
+        settings: Settings,
         errors: list[UpstreamError],
         start_response: StartResponse,
+        detail: str = "no target URL",
     ) -> Iterable[bytes]:
         # SPEC §4.4: 504 only when the last try timed out; 503 when it found
         # the pool's per-host bound reached (the node is busy, not broken).
@@ -158,7 +171,9 @@ class UrlResponder:
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         self.logger.warning(
             "reproxy of %s failed (%s): %s",
-            path, status[:3], "; ".join(map(str, errors)) or "no target URL",
+            path, status[:3],
+            "; ".join(e.describe(show_query=settings.log_query) for e in errors)
+            or detail,
         )  # fmt: skip
         # The internal URLs stay in the log; the client learns nothing of them.
         body = f"{status}\n\nThe requested file could not be fetched.\n".encode()
