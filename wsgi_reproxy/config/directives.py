@@ -16,6 +16,7 @@ from typing import Protocol
 from werkzeug.http import is_hop_by_hop_header
 
 from ..exceptions import ConfigError
+from . import dialects
 from .allowlist import compile_target
 from .headernames import HEADER_NAME, NEVER_PRESERVED
 from .lexer import Line
@@ -125,6 +126,7 @@ DIRECTIVES: dict[str, Callable[[list[str], Line, Env], object]] = {
     "reproxymaxredirects": _redirects,
     "reproxyforwardheaders": _headers("ReproxyForwardHeaders"),
     "reproxyfileroot": _roots,
+    **dialects.DIRECTIVES,  # mod_xsendfile's and nginx's (SPEC §3)
 }
 _FIELDS = {
     "allowreproxy": "allow_reproxy",
@@ -133,6 +135,7 @@ _FIELDS = {
     "reproxymaxredirects": "max_redirects",
     "reproxyforwardheaders": "forward_headers",
     "reproxyfileroot": "file_roots",
+    **dialects.FIELDS,
 }
 _ADDITIVE = frozenset(
     {
@@ -140,6 +143,7 @@ _ADDITIVE = frozenset(
         "reproxyallowtargets",
         "reproxyforwardheaders",
         "reproxyfileroot",
+        *dialects.ADDITIVE,
     }
 )
 

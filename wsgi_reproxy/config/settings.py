@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .dialects import AccelRedirect
+
 #: ``ReproxyForwardHeaders`` default (SPEC §3): enough for Range and
 #: conditional requests to work end to end; Cookie and Authorization are never
 #: forwarded unless a config lists them.
@@ -38,7 +40,13 @@ class Settings:
     :param read_timeout: ``ReproxyTimeout`` second value, seconds.
     :param max_redirects: ``ReproxyMaxRedirects``.
     :param forward_headers: ``ReproxyForwardHeaders``.
-    :param file_roots: ``ReproxyFileRoot``; empty refuses ``X-Reproxy-File``.
+    :param file_roots: ``ReproxyFileRoot`` and ``XSendFilePath``; empty
+        refuses ``X-Reproxy-File`` and ``X-Sendfile``.
+    :param sendfile: ``ReproxySendfile`` / ``XSendFile``: honour ``X-Sendfile``.
+    :param accel_redirects: ``ReproxyAccelRedirect`` prefixes and targets,
+        longest prefix first.
+    :param head_method: ``ReproxyHeadMethod``: what a client HEAD sends.
+    :param max_url_length: ``ReproxyMaxUrlLength``: longest target URL.
     :param origins: ``(field, "file:line")`` pairs telling where each field
         that is not a default was set; see :meth:`origin`.
     """
@@ -51,6 +59,10 @@ class Settings:
     max_redirects: int = 0
     forward_headers: tuple[str, ...] = DEFAULT_FORWARD_HEADERS
     file_roots: tuple[str, ...] = ()
+    sendfile: bool = False
+    accel_redirects: tuple[AccelRedirect, ...] = ()
+    head_method: str = "HEAD"
+    max_url_length: int = 8192
     origins: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     def origin(self, name: str) -> str | None:

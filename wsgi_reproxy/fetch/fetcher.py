@@ -141,7 +141,10 @@ class Fetcher:
             if exc.url == url:
                 raise
             raise type(exc)(
-                url, f"{exc.reason} (at {exc.url})", timeout=exc.timeout
+                url,
+                f"{exc.reason} (at {exc.url})",
+                timeout=exc.timeout,
+                status=exc.status,
             ) from exc
 
     def _open(
@@ -192,7 +195,7 @@ class Fetcher:
                 continue
             if not (200 <= status < 300 or status in ANSWER_STATUSES):
                 discard(response)
-                raise UpstreamError(url, f"status {status}")
+                raise UpstreamError(url, f"status {status}", status=status)
             if expected_size is not None:
                 problem = expected_size_error(status, response.headers, expected_size)
                 if problem is not None:

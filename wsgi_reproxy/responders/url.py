@@ -105,7 +105,9 @@ class UrlResponder:
             # as perlbal did (its numeric compare of "12kb" never matched).
             errors += [UpstreamError(url, expected) for url in valid]
             valid, expected = [], None
-        method = "HEAD" if environ.get("REQUEST_METHOD") == "HEAD" else "GET"
+        head = environ.get("REQUEST_METHOD") == "HEAD"
+        # SPEC §4.6: ReproxyHeadMethod GET for URLs signed for GET (S3).
+        method = settings.head_method if head else "GET"
         started = time.monotonic()
         upstream, failures = self.fetcher.open_first(
             valid,
@@ -126,8 +128,11 @@ class UrlResponder:
             self.logger.info(
                 "reproxied %s from %s: %d, %d bytes in %.3fs%s",
                 path, upstream.url, upstream.status, sent,
-                time.monotonic() - started, "" if complete else " (incomplete)",
+                time.monotonic() - started, "" if complete else unread,
             )  # fmt: skip
+
+        head_as_get = head and method == "GET"
+        unread = " (GET for HEAD, not read)" if head_as_get else " (incomplete)"
 
         upstream.body.on_close = log_transfer
         try:
@@ -138,6 +143,11 @@ class UrlResponder:
         except BaseException:
             upstream.body.close()
             raise
+        if head_as_get:
+            # The client asked for no body: close the GET unread, which drops
+            # its connection rather than draining the whole object.
+            upstream.body.close()
+            return []
         return upstream.body
 
     def _bad_gateway(
@@ -146,9 +156,12 @@ class UrlResponder:
         errors: list[UpstreamError],
         start_response: StartResponse,
     ) -> Iterable[bytes]:
-        # SPEC §4.4: 504 only when the last try timed out.
+        # SPEC §4.4: 504 only when the last try timed out; §4.11: 404 when
+        # every target answered 404 (the object is missing everywhere).
         timeout = bool(errors) and errors[-1].timeout
         status = "504 Gateway Timeout" if timeout else "502 Bad Gateway"
+        if errors and all(error.status == 404 for error in errors):
+            status = "404 Not Found"
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         self.logger.warning(
             "reproxy of %s failed (%s): %s",
