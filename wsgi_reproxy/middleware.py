@@ -22,6 +22,7 @@ from .config.headernames import is_reproxy_header
 from .config.settings import Settings
 from .fetch.fetcher import DEFAULT_CHUNK_SIZE, Fetcher
 from .resolve.resolver import Config, load_config
+from .responders import apps
 from .responders.cache import ReproxyCache
 from .responders.dispatch import TRIGGER_NAMES, TriggerDispatch
 from .responders.file import reproxy_file
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: environ key holding the request's resolved :class:`Settings`.
-SETTINGS_KEY = "wsgi_reproxy.settings"
+#: environ key holding the request's resolved :class:`Settings`
+#: (:func:`wsgi_reproxy.can_reproxy` reads it).
+SETTINGS_KEY = apps.SETTINGS_KEY
 
 
 class SettingsSource(Protocol):

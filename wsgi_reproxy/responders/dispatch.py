@@ -24,8 +24,10 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from ..config.headernames import HEADER_NAME, is_preservable
 from ..config.settings import Settings
 from .accel import file_for, find_redirect, unsafe, url_for, with_charset
+from .apps import PRESERVE_HEADER
 from .confine import Refusal
 from .file import not_found
 from .headers import Headers, header_values
@@ -85,6 +87,23 @@ def _switched_on(trigger: str, settings: Settings) -> bool:
     return settings.allow_reproxy
 
 
+def _with_app_preserved(settings: Settings, app_headers: Headers) -> Settings:
+    """*settings* whose ``PreserveHeaders`` also name what the app's
+    ``X-Reproxy-Preserve-Headers`` lists (the framework helpers set it for
+    the Content-Type and Content-Disposition they were given)."""
+    names = tuple(
+        name
+        for value in header_values(app_headers, PRESERVE_HEADER)
+        for name in value.split()
+        if HEADER_NAME.fullmatch(name) and is_preservable(name)
+    )
+    if not names:
+        return settings
+    return dataclasses.replace(
+        settings, preserve_headers=settings.preserve_headers + names
+    )
+
+
 def _path(environ: WSGIEnvironment) -> str:
     return str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
 
@@ -127,6 +146,7 @@ class TriggerDispatch:
             )  # fmt: skip
             return self._bad_gateway(environ, start_response)
         kept = [(n, v) for n, v in app_headers if not is_dialect_header(n)]
+        settings = _with_app_preserved(settings, app_headers)
         if trigger == "x-reproxy-file":
             value = header_values(app_headers, "X-Reproxy-File")[0]
             return self.files(environ, settings, value, kept, start_response)
