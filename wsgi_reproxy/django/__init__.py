@@ -2,7 +2,7 @@
 
 In ``settings.py``::
 
-    INSTALLED_APPS = [..., "wsgi_reproxy.django.WsgiReproxyConfig"]
+    INSTALLED_APPS = [..., "wsgi_reproxy.django"]      # the system check
     WSGI_REPROXY_CONFIG = BASE_DIR / "reproxy.conf"   # what wsgi.py loads
     SENDFILE_BACKEND = "wsgi_reproxy.django.sendfile"  # django-sendfile2
     SENDFILE_ROOT = "/srv/files"                       # below a ReproxyFileRoot
@@ -18,6 +18,8 @@ URLs on storage nodes::
 
     return ReproxyResponse(urls, filename="report.pdf", as_attachment=True)
 
+Modules: ``sendfile`` (the django-sendfile2 backend), ``checks`` (the system
+check), ``apps`` (the ``INSTALLED_APPS`` entry that registers it).
 ``manage.py check`` loads ``WSGI_REPROXY_CONFIG`` and reports its errors
 (``wsgi_reproxy.E001``) and warnings (``wsgi_reproxy.W002``).
 
@@ -33,23 +35,17 @@ signal carries (the middleware's settings key; a client cannot forge it).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from django.apps import AppConfig
-from django.conf import settings as django_settings
-from django.core import checks
 from django.core.signals import request_started
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpResponse
 from django.utils.http import content_disposition_header
 
-from .exceptions import ConfigError
-from .resolve.resolver import load_config
-from .responders.apps import NO_MIDDLEWARE, middleware_present, url_trigger
+from ..responders.apps import NO_MIDDLEWARE, middleware_present, url_trigger
 
-__all__ = ["ReproxyResponse", "WsgiReproxyConfig", "check_config", "sendfile"]
+__all__ = ["ReproxyResponse"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,51 +111,3 @@ class ReproxyResponse(HttpResponse):
         del self.headers["Content-Type"]
         for name, value in headers:
             self.headers[name] = value
-
-
-def sendfile(request: HttpRequest, filename: Any, **kwargs: Any) -> HttpResponseBase:
-    """django-sendfile2 backend: ``SENDFILE_BACKEND = "wsgi_reproxy.django.sendfile"``.
-
-    Answers ``X-Reproxy-File`` (``AllowReproxy On`` and a ``ReproxyFileRoot``
-    above ``SENDFILE_ROOT``); django-sendfile2 adds ``Content-Type`` and
-    ``Content-Disposition``.  Without the middleware, serves the file itself
-    with django-sendfile2's ``simple`` backend.
-    """
-    if not middleware_present(request.META):
-        from django_sendfile.backends.simple import sendfile as simple
-
-        response: HttpResponseBase = simple(request, filename, **kwargs)
-        return response
-    response = HttpResponse()
-    response["X-Reproxy-File"] = os.fspath(filename)
-    return response
-
-
-def check_config(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """``manage.py check``: load ``settings.WSGI_REPROXY_CONFIG``, report it."""
-    path = getattr(django_settings, "WSGI_REPROXY_CONFIG", None)
-    if path is None:
-        return [
-            checks.Warning(
-                "WSGI_REPROXY_CONFIG is not set",
-                hint="Set it to the reproxy config file your wsgi.py loads.",
-                id="wsgi_reproxy.W001",
-            )
-        ]
-    try:
-        config = load_config(os.fspath(path))
-    except ConfigError as exc:
-        return [checks.Error(str(exc), id="wsgi_reproxy.E001")]
-    return [checks.Warning(w, id="wsgi_reproxy.W002") for w in config.warnings]
-
-
-checks.register(check_config)
-
-
-class WsgiReproxyConfig(AppConfig):
-    """``INSTALLED_APPS`` entry: registers :func:`check_config`."""
-
-    name = "wsgi_reproxy.django"
-    label = "wsgi_reproxy"
-    verbose_name = "wsgi_reproxy"
-    default_auto_field = "django.db.models.AutoField"
