@@ -277,6 +277,11 @@ def test_django_project_under_gunicorn_serves_reproxied_file(
                 headers={"Range": "bytes=-10"},
             )
             denied = http.request("GET", f"{base}/report.pdf")
+            # django-sendfile2 + our backend: X-Reproxy-File, then sendfile.
+            local = http.request(
+                "GET",
+                f"http://127.0.0.1:{server.port}/local/notes.txt?token=bob-token",
+            )
         finally:
             http.clear()
         assert server.stop(signal.SIGINT) == 0
@@ -286,4 +291,6 @@ def test_django_project_under_gunicorn_serves_reproxied_file(
     assert ranged.status == 206
     assert ranged.data == REPORT[-10:]
     assert denied.status == 403
+    assert local.status == 200 and local.data == NOTES
+    assert local.headers["Content-Disposition"] == 'attachment; filename="notes.txt"'
     assert len(storage.requests) == 2
