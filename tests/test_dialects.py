@@ -131,12 +131,16 @@ def test_x_sendfile_without_root_is_404_naming_the_directive(
         pytest.param("missing.bin", id="missing"),
     ],
 )
-def test_x_sendfile_outside_the_root_is_404(files: Path, pool: Any, name: str) -> None:
+def test_x_sendfile_outside_the_root_is_404(
+    files: Path, pool: Any, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     headers = [("X-Sendfile", f"{files}/{name}")]
-    res = client(headers, f"XSendFile On\nXSendFilePath {files}\n", pool).get(
-        "/", status=404
-    )
+    with caplog.at_level(logging.WARNING, "wsgi_reproxy"):
+        res = client(headers, f"XSendFile On\nXSendFilePath {files}\n", pool).get(
+            "/", status=404
+        )
     assert res.body == b"404 Not Found\n"
+    assert messages(caplog)[0].startswith(f"X-Sendfile '{files}/{name}' refused: ")
 
 
 def test_xsendfilepath_allowfiledelete_is_accepted_with_a_warning(

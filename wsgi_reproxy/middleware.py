@@ -24,7 +24,7 @@ from .fetch.fetcher import DEFAULT_CHUNK_SIZE, Fetcher
 from .resolve.resolver import Config, load_config
 from .responders import apps
 from .responders.cache import ReproxyCache
-from .responders.dispatch import TRIGGER_NAMES, TriggerDispatch
+from .responders.dispatch import TRIGGER_KEY, TRIGGER_NAMES, TriggerDispatch
 from .responders.file import reproxy_file
 from .responders.headers import Headers
 from .responders.url import ResponseCache, UrlResponder
@@ -257,7 +257,8 @@ class ReproxyMiddleware:
         """Serve ``X-Reproxy-File`` (SPEC §4.9); a refusal answers 404."""
         response, refused = reproxy_file(environ, path, settings, app_headers)
         if refused is not None:
-            self.logger.warning("X-Reproxy-File %r refused: %s", path, refused)
+            trigger = environ.get(TRIGGER_KEY, "X-Reproxy-File")
+            self.logger.warning("%s %r refused: %s", trigger, path, refused)
         try:
             start_response(response.status, response.headers)
         except BaseException:

@@ -44,6 +44,10 @@ TRIGGERS = ("x-reproxy-file", "x-reproxy-url", "x-sendfile", "x-accel-redirect")
 #: The same, as a set for the middleware's header check.
 TRIGGER_NAMES = frozenset(TRIGGERS)
 
+#: environ key naming the trigger being served (``"X-Sendfile"``), so the
+#: file responder's log line says which header asked for the file.
+TRIGGER_KEY = "wsgi_reproxy.trigger"
+
 #: The directive that switches each trigger on, for the warning.
 _SWITCH = {
     "x-reproxy-file": "AllowReproxy On",
@@ -147,6 +151,7 @@ class TriggerDispatch:
             return self._bad_gateway(environ, start_response)
         kept = [(n, v) for n, v in app_headers if not is_dialect_header(n)]
         settings = _with_app_preserved(settings, app_headers)
+        environ[TRIGGER_KEY] = trigger.title()
         if trigger == "x-reproxy-file":
             value = header_values(app_headers, "X-Reproxy-File")[0]
             return self.files(environ, settings, value, kept, start_response)
