@@ -433,3 +433,38 @@ def test_rate_limited_warnings_count_what_they_left_out(
         "other",
         "first x (1 more like this in the last 60s)",
     ]
+
+
+# -- several triggers in one response ------------------------------------------------
+
+
+def test_first_trigger_switched_on_wins(
+    files: Path, target: TargetServer, pool: Any
+) -> None:
+    # X-Reproxy-Url comes first, but AllowReproxy is off: X-Sendfile serves.
+    headers = [
+        ("X-Reproxy-Url", target.url("/files/hello.txt")),
+        ("X-Sendfile", str(files / "data.bin")),
+    ]
+    conf = f"XSendFile On\nXSendFilePath {files}\n"
+    assert client(headers, conf, pool).get("/").body == DATA
+    # Both on: perlbal's own headers first, X-Reproxy-File before the URLs.
+    both = [*headers, ("X-Reproxy-File", str(files / "a b.txt"))]
+    conf += f"AllowReproxy On\nReproxyFileRoot {files}\n"
+    assert client(both, conf, pool).get("/").body == b"spaced name\n"
+
+
+def test_app_preserve_header_names_only_preservable_headers(
+    target: TargetServer, pool: Any
+) -> None:
+    headers = [
+        ("X-Reproxy-Url", target.url("/files/hello.txt")),
+        ("X-Reproxy-Preserve-Headers", "Content-Type Content-Length bad/name"),
+        ("Content-Type", "text/x-app"),
+        ("Content-Length", "1"),
+    ]
+    res = client(headers, "AllowReproxy On\n", pool).get("/")
+    assert res.body == HELLO
+    assert res.headers["Content-Type"] == "text/x-app"
+    assert res.headers["Content-Length"] == str(len(HELLO))
+    assert "X-Reproxy-Preserve-Headers" not in res.headers

@@ -43,8 +43,8 @@ class Settings:
     :param file_roots: ``ReproxyFileRoot`` and ``XSendFilePath``; empty
         refuses ``X-Reproxy-File`` and ``X-Sendfile``.
     :param sendfile: ``ReproxySendfile`` / ``XSendFile``: honour ``X-Sendfile``.
-    :param accel_redirects: ``ReproxyAccelRedirect`` prefixes and targets,
-        longest prefix first.
+    :param accel_redirects: ``ReproxyAccelRedirect`` prefixes and targets, in
+        config order (the longest matching prefix wins).
     :param head_method: ``ReproxyHeadMethod``: what a client HEAD sends.
     :param max_url_length: ``ReproxyMaxUrlLength``: longest target URL.
     :param origins: ``(field, "file:line")`` pairs telling where each field
