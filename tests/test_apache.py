@@ -290,19 +290,21 @@ def test_head_reaches_the_storage_node_as_head(
     assert storage.requests[before:] == [("HEAD", "/dev1/0/000/042.fid", None)]
 
 
-def test_location_with_allowreproxy_off_strips_the_header(
+def test_location_with_allowreproxy_off_answers_502_not_the_empty_body(
     apache: Apache, storage: StorageNode, http: urllib3.PoolManager
 ) -> None:
     # /raw is the same app (site.conf); reproxy.conf turns reproxying off
-    # there, so the app's own (empty) answer passes, minus X-Reproxy-Url.
+    # there, so nothing may act on its X-Reproxy-Url: SPEC §4.12, a 502
+    # rather than the app's empty answer dressed as the file.
     before = len(storage.requests)
     response = http.request(
         "GET",
         f"http://127.0.0.1:{apache.port}/raw/download/report.pdf?token=alice-token",
     )
-    assert response.status == 200, apache.log()
-    assert response.data == b""
-    assert response.headers["Content-Type"] == "application/pdf"
+    assert response.status == 502, apache.log()
+    assert (
+        response.data == b"502 Bad Gateway\n\nThe requested file could not be served.\n"
+    )
     assert not any(name.lower().startswith("x-reproxy") for name in response.headers)
     assert len(storage.requests) == before
 

@@ -555,7 +555,8 @@ def test_middleware_skips_the_cache_where_reproxy_is_off(
     cache = ReproxyCache()
     client = reproxy_client(cached_app, cache, allow="Off")
     for _ in range(2):
-        assert client.get("/obj").body == b"the app's own body"
+        # SPEC §4.12: a trigger where reproxying is off is a 502.
+        assert b"the app's own body" not in client.get("/obj", status=502).body
     assert cached_app.calls == ["GET /obj", "GET /obj"]
     assert cache.stats.entries == 0
 

@@ -175,6 +175,81 @@ def test_head_gets_the_stored_files_headers_and_no_body(
     assert storage.requests == [("HEAD", "/dev1/0/000/042.fid", None)]
 
 
+#: examples/*/files/notes.txt, the same in both examples.
+NOTES = (EXAMPLES / "flask" / "files" / "notes.txt").read_bytes()
+
+
+def test_local_file_goes_out_through_the_frameworks_own_offload(
+    client: webtest.TestApp,
+) -> None:
+    # Flask: send_from_directory with USE_X_SENDFILE (X-Sendfile); Django:
+    # django-sendfile2 with SENDFILE_BACKEND = "wsgi_reproxy.django.sendfile".
+    response = client.get("/local/notes.txt", {"token": "bob-token"})
+    assert response.status_int == 200
+    assert response.body == NOTES
+    assert response.headers["Content-Length"] == str(len(NOTES))
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert response.headers["Content-Disposition"] in (
+        "attachment; filename=notes.txt",  # werkzeug quotes only when needed
+        'attachment; filename="notes.txt"',  # django-sendfile2 always does
+    )
+    # No trigger or companion header leaks; the app's security headers
+    # (X-Content-Type-Options...) are kept by ReproxyKeepAppHeaders.
+    assert not [
+        k
+        for k in response.headers
+        if k.lower().startswith(("x-sendfile", "x-accel-", "x-reproxy-"))
+    ]
+    ranged = client.get(
+        "/local/notes.txt", {"token": "bob-token"}, headers={"Range": "bytes=0-6"}
+    )
+    assert ranged.status_int == 206 and ranged.body == NOTES[:7]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("..%2Freproxy.conf", id="dot-dot"),
+        pytest.param("missing.txt", id="missing"),
+    ],
+)
+def test_local_file_outside_files_is_404(client: webtest.TestApp, name: str) -> None:
+    client.get(f"/local/{name}", {"token": "bob-token"}, status=404)
+
+
+def test_django_system_check_reports_the_config(tmp_path: Path) -> None:
+    _load_django_example()
+    from django.core import checks
+    from django.test import override_settings
+
+    assert [m for m in checks.run_checks() if m.id.startswith("wsgi_reproxy")] == []
+    conf = tmp_path / "reproxy.conf"
+    conf.write_text("AllowReproxy On\nPreserveHeaders Content-Length\n")
+    with override_settings(WSGI_REPROXY_CONFIG=conf):
+        found = [m for m in checks.run_checks() if m.id.startswith("wsgi_reproxy")]
+    assert [(m.id, m.msg) for m in found] == [
+        (
+            "wsgi_reproxy.W002",
+            f"{conf}:2: PreserveHeaders Content-Length: this header is never"
+            " preserved from the application's response",
+        ),
+        (
+            "wsgi_reproxy.W002",
+            f"{conf}:1: AllowReproxy On with no ReproxyAllowTargets: the"
+            " application may make this server fetch any http(s) URL",
+        ),
+    ]
+    conf.write_text("AllowReproxy maybe\n")
+    with override_settings(WSGI_REPROXY_CONFIG=conf):
+        found = [m for m in checks.run_checks() if m.id.startswith("wsgi_reproxy")]
+    assert [(m.id, m.level, m.msg) for m in found] == [
+        ("wsgi_reproxy.E001", checks.ERROR, f"{conf}:1: AllowReproxy must be On or Off")
+    ]
+    with override_settings(WSGI_REPROXY_CONFIG=None):
+        found = [m for m in checks.run_checks() if m.id.startswith("wsgi_reproxy")]
+    assert [m.id for m in found] == ["wsgi_reproxy.W001"]
+
+
 @pytest.mark.slow
 def test_django_project_under_gunicorn_serves_reproxied_file(
     tmp_path: Path, storage: StorageNode
@@ -208,6 +283,11 @@ def test_django_project_under_gunicorn_serves_reproxied_file(
                 headers={"Range": "bytes=-10"},
             )
             denied = http.request("GET", f"{base}/report.pdf")
+            # django-sendfile2 + our backend: X-Reproxy-File, then sendfile.
+            local = http.request(
+                "GET",
+                f"http://127.0.0.1:{server.port}/local/notes.txt?token=bob-token",
+            )
         finally:
             http.clear()
         assert server.stop(signal.SIGINT) == 0
@@ -217,4 +297,6 @@ def test_django_project_under_gunicorn_serves_reproxied_file(
     assert ranged.status == 206
     assert ranged.data == REPORT[-10:]
     assert denied.status == 403
+    assert local.status == 200 and local.data == NOTES
+    assert local.headers["Content-Disposition"] == 'attachment; filename="notes.txt"'
     assert len(storage.requests) == 2

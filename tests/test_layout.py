@@ -24,6 +24,8 @@ STAGES = (
     "fetch",
     "responders",
     "middleware",
+    "django",
+    "flask",
     "run",
     "__init__",
     "__main__",
@@ -121,11 +123,13 @@ def test_public_api_is_exactly_all() -> None:
     assert wsgi_reproxy.__all__ == [
         "Config",
         "ConfigError",
+        "ReproxyCache",
         "ReproxyError",
         "ReproxyMiddleware",
         "Settings",
         "TruncatedBodyError",
         "UpstreamError",
+        "can_reproxy",
         "load_config",
         "parse_config",
     ]

@@ -562,9 +562,11 @@ def test_content_encoding_passes_through_undecoded(
 # -- reproxying off, capabilities ------------------------------------------------
 
 
-def test_reproxying_off_passes_app_response_without_reproxy_headers(
-    target: TargetServer, pool: Any
+def test_reproxying_off_answers_502_to_a_trigger_and_fetches_nothing(
+    target: TargetServer, pool: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # SPEC §4.12 (was §4.8's pass-through): a trigger nothing may act on is
+    # a 502 naming no URL, never the app's body as if it were the file.
     before = len(target.seen)
     app = App(
         [
@@ -573,10 +575,27 @@ def test_reproxying_off_passes_app_response_without_reproxy_headers(
             ("Content-Type", "text/plain"),
         ]
     )
+    with caplog.at_level(logging.WARNING, "wsgi_reproxy"):
+        res = client(app, pool, "AllowReproxy Off").get("/", status=502)
+    assert res.body == b"502 Bad Gateway\n\nThe requested file could not be served.\n"
+    assert res.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert [k for k in res.headers if k.lower().startswith("x-reproxy")] == []
+    assert len(target.seen) == before
+    assert app.closed == 1 and app.iterated == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        "X-Reproxy-Url ignored for /: AllowReproxy On is not set for this URL;"
+        " answered 502"
+    ]
+
+
+def test_reproxying_off_passes_a_response_without_trigger_minus_reproxy_headers(
+    pool: Any,
+) -> None:
+    # SPEC §4.8: no trigger, so the app's response is the answer.
+    app = App([("X-Reproxy-Expected-Size", "3"), ("Content-Type", "text/plain")])
     res = client(app, pool, "AllowReproxy Off").get("/")
     assert res.body == APP_BODY
     assert [k for k in res.headers if k.lower().startswith("x-reproxy")] == []
-    assert len(target.seen) == before
     assert app.closed == 1
 
 
@@ -715,9 +734,18 @@ def test_validator_accepts_reproxied_responses(
 
 
 def test_validator_accepts_passthrough(pool: Any) -> None:
-    app = App([("Content-Type", "text/plain"), ("X-Reproxy-Url", "http://x/")])
+    app = App([("Content-Type", "text/plain"), ("X-Reproxy-Expected-Size", "1")])
     wrapped = validator(wrap(validator(app), pool, "AllowReproxy Off"))
     assert webtest.TestApp(wrapped, lint=False).get("/").body == APP_BODY
+
+
+def test_validator_accepts_the_502_for_a_trigger_nothing_may_act_on(
+    pool: Any,
+) -> None:
+    app = App([("Content-Type", "text/plain"), ("X-Reproxy-Url", "http://x/")])
+    wrapped = validator(wrap(validator(app), pool, "AllowReproxy Off"))
+    res = webtest.TestApp(wrapped, lint=False).get("/", status=502)
+    assert APP_BODY not in res.body
 
 
 def test_passthrough_returns_app_iterable_itself(pool: Any) -> None:
@@ -735,7 +763,8 @@ def test_config_path_is_loaded(tmp_path: Any, target: TargetServer, pool: Any) -
     app = App([("X-Reproxy-Url", target.url("/files/hello.txt"))])
     test_app = webtest.TestApp(ReproxyMiddleware(app, str(conf), pool=pool))
     assert test_app.get("/dl/x").body == HELLO
-    assert test_app.get("/elsewhere").body == APP_BODY
+    # Reproxying is off there: SPEC §4.12, a 502 and not the app's body.
+    assert APP_BODY not in test_app.get("/elsewhere", status=502).body
 
 
 def test_cache_for_hit_skips_the_app(target: TargetServer, pool: Any) -> None:

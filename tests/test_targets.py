@@ -254,8 +254,8 @@ def test_allowed_url_is_fetched(url: str) -> None:
         pytest.param("http:///x", "no host", id="no-host"),
         pytest.param("", "not absolute", id="empty"),
         pytest.param(
-            "http://allowed.example/" + "a" * 2048,
-            "URL longer than 2048",
+            "http://allowed.example/" + "a" * 8192,
+            "URL longer than 8192",
             id="too-long",
         ),
     ],
@@ -283,6 +283,17 @@ def test_length_cap_is_configurable() -> None:
         check_url(url, LISTED, max_length=len(url) - 1)
         == f"URL longer than {len(url) - 1}"
     )
+
+
+def test_length_cap_defaults_to_8192_and_follows_max_url_length() -> None:
+    # SPEC §3 ReproxyMaxUrlLength: a presigned URL with a session token is
+    # longer than the old 2,048 cap.
+    url = "http://allowed.example/" + "a" * (8192 - 23)
+    assert len(url) == 8192
+    assert check_url(url, LISTED) is None
+    assert check_url(url + "a", LISTED) == "URL longer than 8192"
+    short = Settings(allow_targets=ALLOW, max_url_length=100)
+    assert check_url(url, short) == "URL longer than 100"
 
 
 def test_refusal_without_origin_has_no_location() -> None:

@@ -8,6 +8,8 @@ from .config.settings import Settings
 from .exceptions import ConfigError, ReproxyError, TruncatedBodyError, UpstreamError
 from .middleware import ReproxyMiddleware
 from .resolve.resolver import Config, load_config, parse_config
+from .responders.apps import can_reproxy
+from .responders.cache import ReproxyCache
 
 __version__ = "0.1.0.dev0"
 
@@ -17,11 +19,13 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 __all__ = [
     "Config",
     "ConfigError",
+    "ReproxyCache",
     "ReproxyError",
     "ReproxyMiddleware",
     "Settings",
     "TruncatedBodyError",
     "UpstreamError",
+    "can_reproxy",
     "load_config",
     "parse_config",
 ]

@@ -88,6 +88,8 @@ class UpstreamError(ReproxyError):
     :param url: the target URL that failed.
     :param reason: a short human-readable reason, e.g. ``"status 404"``.
     :param timeout: ``True`` when the failure was a timeout.
+    :param status: the target's status code when it answered with one that
+        is not an answer (SPEC §4.11: a 404 from every target is a 404).
     """
 
     def __init__(

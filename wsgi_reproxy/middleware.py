@@ -22,13 +22,11 @@ from .config.headernames import is_reproxy_header
 from .config.settings import Settings
 from .fetch.fetcher import DEFAULT_CHUNK_SIZE, Fetcher
 from .resolve.resolver import Config, load_config
+from .responders import apps
 from .responders.cache import ReproxyCache
+from .responders.dispatch import TRIGGER_KEY, TRIGGER_NAMES, TriggerDispatch
 from .responders.file import reproxy_file
-from .responders.headers import (
-    TRIGGER_HEADERS,
-    Headers,
-    header_values,
-)
+from .responders.headers import Headers
 from .responders.url import ResponseCache, UrlResponder
 
 if TYPE_CHECKING:
@@ -37,8 +35,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: environ key holding the request's resolved :class:`Settings`.
-SETTINGS_KEY = "wsgi_reproxy.settings"
+#: environ key holding the request's resolved :class:`Settings`
+#: (:func:`wsgi_reproxy.can_reproxy` reads it).
+SETTINGS_KEY = apps.SETTINGS_KEY
 
 
 class SettingsSource(Protocol):
@@ -65,12 +64,13 @@ class _Exchange:
 
     A response without a trigger header goes to the server at once (minus
     ``X-Reproxy-*``); one with a trigger is held back and its ``write()``
-    output discarded, so not one byte of the app's body gets through.
+    output discarded, so not one byte of the app's body gets through, even
+    when the settings let nothing act on it (SPEC §4.12: a 502, never the
+    app's empty body as if it were the file).
     """
 
-    def __init__(self, start_response: StartResponse, reproxy_on: bool) -> None:
+    def __init__(self, start_response: StartResponse) -> None:
         self._start_response = start_response
-        self._reproxy_on = reproxy_on
         self.called = False
         self.reproxy = False
         self.status = ""
@@ -87,10 +87,8 @@ class _Exchange:
             headers = list(headers)
             # An error response after the server already has our headers is
             # the server's to handle (PEP 3333 exc_info rules), never a reproxy.
-            if (
-                self._reproxy_on
-                and not passed_on
-                and any(name.lower() in TRIGGER_HEADERS for name, _ in headers)
+            if not passed_on and any(
+                name.lower() in TRIGGER_NAMES for name, _ in headers
             ):
                 self.reproxy, self.status, self.headers = True, status, headers
                 return _discard
@@ -185,6 +183,9 @@ class ReproxyMiddleware:
         self.urls = UrlResponder(
             self.fetcher, max_urls=max_urls, cache=self.cache, log=self.logger
         )
+        self.triggers = TriggerDispatch(
+            urls=self.urls, files=self.file_responder, log=self.logger
+        )
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
@@ -202,7 +203,7 @@ class ReproxyMiddleware:
                     environ, settings, entry.app_headers(), start_response
                 )
 
-        exchange = _Exchange(start_response, settings.allow_reproxy)
+        exchange = _Exchange(start_response)
         app_iter = self.app(environ, exchange.start_response)
         pulled: list[bytes] | None = None
         rest: Iterator[bytes] | None = None
@@ -239,17 +240,11 @@ class ReproxyMiddleware:
         """Answer a request whose app response asked for a reproxy.
 
         The seam for perlbal's extensions: a cache hit calls this with the
-        remembered headers instead of the app's; ``X-Reproxy-File`` goes to
-        the ``file_responder``.
+        remembered headers instead of the app's; files (``X-Reproxy-File``,
+        ``X-Sendfile``, an ``X-Accel-Redirect`` to a directory) go to the
+        ``file_responder`` (SPEC §4.12, :mod:`.responders.dispatch`).
         """
-        files = header_values(app_headers, "X-Reproxy-File")
-        if files:
-            # perlbal looks at X-Reproxy-File first and then ignores the URLs.
-            return self.file_responder(
-                environ, settings, files[0], app_headers, start_response
-            )
-
-        return self.urls.respond(environ, settings, app_headers, start_response)
+        return self.triggers.respond(environ, settings, app_headers, start_response)
 
     def serve_file(
         self,
@@ -262,7 +257,8 @@ class ReproxyMiddleware:
         """Serve ``X-Reproxy-File`` (SPEC §4.9); a refusal answers 404."""
         response, refused = reproxy_file(environ, path, settings, app_headers)
         if refused is not None:
-            self.logger.warning("X-Reproxy-File %r refused: %s", path, refused)
+            trigger = environ.get(TRIGGER_KEY, "X-Reproxy-File")
+            self.logger.warning("%s %r refused: %s", trigger, path, refused)
         try:
             start_response(response.status, response.headers)
         except BaseException:

@@ -20,11 +20,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flask import Flask, Response, abort, current_app, request
+from flask import Flask, Response, abort, current_app, request, send_from_directory
 
 from wsgi_reproxy import ReproxyMiddleware, load_config
 
 app = Flask(__name__)
+# Flask's own offload switch, unchanged: send_file() answers with an empty
+# body and X-Sendfile, which the middleware serves (XSendFile On in
+# reproxy.conf, below XSendFilePath).
+app.config["USE_X_SENDFILE"] = True
+#: Local files served by send_from_directory.
+FILES_DIR = Path(__file__).with_name("files")
 # The storage nodes, in the order to try them: a MogileFS tracker would hand
 # out this list per file; here every node holds every file.
 app.config["STORAGE_NODES"] = os.environ.get(
@@ -65,6 +71,15 @@ def download(name: str) -> Response:
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     response.headers["X-Reproxy-Url"] = " ".join(f"{n}/{meta['key']}" for n in nodes)
     return response
+
+
+@app.get("/local/<name>")
+def local(name: str) -> Response:
+    if TOKENS.get(request.args.get("token", "")) is None:
+        abort(403)
+    # send_from_directory refuses names outside FILES_DIR (404); the
+    # middleware checks again, with symlinks resolved, against XSendFilePath.
+    return send_from_directory(FILES_DIR, name, as_attachment=True)
 
 
 # For WSGI servers other than ``wsgi-reproxy serve``: the same app, wrapped.

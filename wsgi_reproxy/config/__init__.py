@@ -13,6 +13,7 @@ request::
     includes    Include / IncludeOptional: globs, cycles, depth
     sections    section tags and their contexts
     directives  our directives -> typed values
+    dialects    mod_xsendfile's and nginx's offload directives, HEAD, URL length
     reader      the block reader tying the above together (parse_text/_file)
     records     the frozen output records
     settings    Settings (per request) and Overrides (per context), merge

@@ -16,6 +16,7 @@ from typing import Protocol
 from werkzeug.http import is_hop_by_hop_header
 
 from ..exceptions import ConfigError
+from . import dialects
 from .allowlist import compile_target
 from .headernames import HEADER_NAME, NEVER_PRESERVED
 from .lexer import Line
@@ -142,6 +143,7 @@ DIRECTIVES: dict[str, Callable[[list[str], Line, Env], object]] = {
     "reproxyfileroot": _roots,
     "reproxykeepappheaders": _headers("ReproxyKeepAppHeaders"),
     "reproxylogquery": _switch("ReproxyLogQuery"),
+    **dialects.DIRECTIVES,  # mod_xsendfile's and nginx's (SPEC §3)
 }
 _FIELDS = {
     "allowreproxy": "allow_reproxy",
@@ -152,6 +154,7 @@ _FIELDS = {
     "reproxyfileroot": "file_roots",
     "reproxykeepappheaders": "keep_app_headers",
     "reproxylogquery": "log_query",
+    **dialects.FIELDS,
 }
 _ADDITIVE = frozenset(
     {
@@ -160,6 +163,7 @@ _ADDITIVE = frozenset(
         "reproxyforwardheaders",
         "reproxyfileroot",
         "reproxykeepappheaders",
+        *dialects.ADDITIVE,
     }
 )
 

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .dialects import AccelRedirect
+
 #: ``ReproxyForwardHeaders`` default (SPEC §3): enough for Range and
 #: conditional requests to work end to end; Cookie and Authorization are never
 #: forwarded unless a config lists them.
@@ -61,12 +63,18 @@ class Settings:
         of one request together, up to the first body byte; ``None``: no bound.
     :param max_redirects: ``ReproxyMaxRedirects``.
     :param forward_headers: ``ReproxyForwardHeaders``.
-    :param file_roots: ``ReproxyFileRoot``; empty refuses ``X-Reproxy-File``.
+    :param file_roots: ``ReproxyFileRoot`` and ``XSendFilePath``; empty
+        refuses ``X-Reproxy-File`` and ``X-Sendfile``.
     :param keep_app_headers: ``ReproxyKeepAppHeaders``: app headers kept over
         the target's besides ``preserve_headers``; empty is mod_reproxy's
         behaviour (``None`` in the config).
     :param log_query: ``ReproxyLogQuery``: log target URLs with their query
         string instead of ``?…``.
+    :param sendfile: ``ReproxySendfile`` / ``XSendFile``: honour ``X-Sendfile``.
+    :param accel_redirects: ``ReproxyAccelRedirect`` prefixes and targets, in
+        config order (the longest matching prefix wins).
+    :param head_method: ``ReproxyHeadMethod``: what a client HEAD sends.
+    :param max_url_length: ``ReproxyMaxUrlLength``: longest target URL.
     :param origins: ``(field, "file:line")`` pairs telling where each field
         that is not a default was set; see :meth:`origin`.
     """
@@ -82,6 +90,10 @@ class Settings:
     file_roots: tuple[str, ...] = ()
     keep_app_headers: tuple[str, ...] = DEFAULT_KEEP_APP_HEADERS
     log_query: bool = False
+    sendfile: bool = False
+    accel_redirects: tuple[AccelRedirect, ...] = ()
+    head_method: str = "HEAD"
+    max_url_length: int = 8192
     origins: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     def origin(self, name: str) -> str | None:

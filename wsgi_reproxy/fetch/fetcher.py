@@ -146,7 +146,10 @@ class Fetcher:
             if exc.url == url:
                 raise
             raise type(exc)(
-                url, f"{exc.reason} (at {exc.url})", timeout=exc.timeout
+                url,
+                f"{exc.reason} (at {exc.url})",
+                timeout=exc.timeout,
+                status=exc.status,
             ) from exc
 
     def _open(

@@ -70,7 +70,7 @@ def check_url(
     url: str,
     settings: Settings,
     *,
-    max_length: int = 2048,
+    max_length: int | None = None,
     allow_userinfo: bool = False,
 ) -> str | None:
     """Return ``None`` when *url* may be fetched, else a short reason to log.
@@ -83,9 +83,13 @@ def check_url(
 
     :param url: one target URL or redirect ``Location``, as received.
     :param settings: the request's settings (for ``allow_targets``).
-    :param max_length: the longest URL accepted, in characters.
+    :param max_length: the longest URL accepted, in characters; ``None``:
+        ``settings.max_url_length`` (``ReproxyMaxUrlLength``, 8192: a
+        presigned URL with a session token is longer than 2,048).
     :param allow_userinfo: accept ``user:password@`` in the authority.
     """
+    if max_length is None:
+        max_length = settings.max_url_length
     if len(url) > max_length:
         return f"URL longer than {max_length}"
     reason = bad_char(url)

@@ -8,4 +8,7 @@ iterable::
     url         X-Reproxy-Url: fetch the first good target, else 502/504
     file        X-Reproxy-File: a local file below ReproxyFileRoot
     cache       X-Reproxy-Cache-For: remember URL lists, skip the app
+    dispatch    which trigger answers: perlbal's, X-Sendfile, X-Accel-Redirect
+    accel       X-Accel-Redirect paths -> a file or URL, X-Accel-Charset
+    refusal     a trigger nothing may act on: 502 and a rate-limited warning
 """

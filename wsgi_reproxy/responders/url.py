@@ -117,7 +117,9 @@ class UrlResponder:
             # as perlbal did (its numeric compare of "12kb" never matched).
             errors += [UpstreamError(url, expected) for url in valid]
             valid, expected = [], None
-        method = "HEAD" if environ.get("REQUEST_METHOD") == "HEAD" else "GET"
+        head = environ.get("REQUEST_METHOD") == "HEAD"
+        # SPEC §4.6: ReproxyHeadMethod GET for URLs signed for GET (S3).
+        method = settings.head_method if head else "GET"
         started = time.monotonic()
         headers = forwarded_headers(environ, settings.forward_headers)
         headers[DEPTH_HEADER] = "1"  # SPEC §4.10: marks the request as ours
@@ -137,8 +139,11 @@ class UrlResponder:
             self.logger.info(
                 "reproxied %s from %s: %d, %d bytes in %.3fs%s",
                 path, source, upstream.status, sent,
-                time.monotonic() - started, "" if complete else " (incomplete)",
+                time.monotonic() - started, "" if complete else unread,
             )  # fmt: skip
+
+        head_as_get = head and method == "GET"
+        unread = " (GET for HEAD, not read)" if head_as_get else " (incomplete)"
 
         upstream.body.on_close = log_transfer
         try:
@@ -149,6 +154,11 @@ class UrlResponder:
         except BaseException:
             upstream.body.close()
             raise
+        if head_as_get:
+            # The client asked for no body: close the GET unread, which drops
+            # its connection rather than draining the whole object.
+            upstream.body.close()
+            return []
         return upstream.body
 
     def _bad_gateway(
@@ -160,9 +170,12 @@ class UrlResponder:
         detail: str = "no target URL",
     ) -> Iterable[bytes]:
         # SPEC §4.4: 504 only when the last try timed out; 503 when it found
-        # the pool's per-host bound reached (the node is busy, not broken).
+        # the pool's per-host bound reached (the node is busy, not broken);
+        # §4.11: 404 when every target answered 404 (missing everywhere).
         last = errors[-1] if errors else None
-        if isinstance(last, BusyError):
+        if errors and all(error.status == 404 for error in errors):
+            status = "404 Not Found"
+        elif isinstance(last, BusyError):
             status = "503 Service Unavailable"
         elif last is not None and last.timeout:
             status = "504 Gateway Timeout"

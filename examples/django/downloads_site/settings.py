@@ -7,6 +7,10 @@ A real project keeps its own settings; the only line wsgi_reproxy needs is in
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+#: examples/django, where reproxy.conf and files/ are.
+BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-a-secret")
 DEBUG = False
@@ -14,7 +18,15 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 
 ROOT_URLCONF = "downloads_site.urls"
 WSGI_APPLICATION = "downloads_site.wsgi.application"
-INSTALLED_APPS: list[str] = []
+# The app entry registers wsgi_reproxy's system check: ``manage.py check``
+# loads WSGI_REPROXY_CONFIG and reports its errors and warnings.
+INSTALLED_APPS = ["wsgi_reproxy.django"]
+WSGI_REPROXY_CONFIG = BASE_DIR / "reproxy.conf"
+
+# django-sendfile2 with wsgi_reproxy's backend: ``sendfile(request, path)``
+# answers X-Reproxy-File, served by the middleware below ReproxyFileRoot.
+SENDFILE_BACKEND = "wsgi_reproxy.django.sendfile"
+SENDFILE_ROOT = BASE_DIR / "files"
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -6,4 +6,5 @@ from . import views
 
 urlpatterns = [
     path("download/<str:name>", views.download, name="download"),
+    path("local/<str:name>", views.local, name="local"),
 ]
