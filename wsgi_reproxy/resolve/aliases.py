@@ -22,10 +22,11 @@ order httpd's hooks run (each module's ``register_hooks``):
    with ``$0``..``$9`` replaced by the groups (``ap_pregsub``; ``\\`` escapes
    the next character).
 3. mod_wsgi (its hook runs after mod_alias's): ``WSGIScriptAlias`` and
-   ``WSGIScriptAliasMatch``, the same matching, vhost first.  A target not
-   ending in ``/`` is the script file itself and the rest of the URL its
-   ``PATH_INFO``, which is where httpd's directory walk stops; a target
-   ending in ``/`` is a directory of scripts and gets the rest appended.
+   ``WSGIScriptAliasMatch``, the same matching, vhost first; the file is
+   the target plus the rest of the URL (after the whole regex match for the
+   ``Match`` form).  A target not ending in ``/`` is the script file itself:
+   when the rest starts with ``/`` it is the script's ``PATH_INFO``, which is
+   where httpd's directory walk stops on disk.
 4. mod_userdir: ``/~user/rest`` with ``UserDir public_html`` is
    ``/home/user/public_html/rest`` (home directories are taken to be
    ``/home/USER``: nothing is looked up on the machine), ``UserDir
@@ -162,7 +163,9 @@ class _Rule:
                 if self.prefix == "/" and self.alias.module == "wsgi"
                 else uri[size:]
             )
-        return target if self.script else target + rest
+        if self.script and (not rest or rest.startswith("/")):
+            return target  # the script; httpd's walk makes the rest PATH_INFO
+        return target + rest
 
 
 def _userdir_path(userdir: UserDir, user: str, rest: str) -> str | None:
