@@ -174,21 +174,18 @@ def _userdir_path(userdir: UserDir, user: str, rest: str) -> str | None:
         return None
     if userdir.disabled and user not in userdir.enabled_users:
         return None
-    for entry in userdir.paths or ():
-        absolute = entry.startswith("/")
-        before, star, after = entry.partition("*")
-        if star and (not after or absolute):
-            if ":" in before and not absolute:
-                return None  # a redirect: not applied
-            return before + user + after + rest
-        if star:
-            return None  # "http://x/*/y": a redirect
-        if absolute:
-            return entry + "/" + user + rest
-        if ":" in entry:
-            return None  # "http://x/users": a redirect
-        return f"{HOME}/{user}/{entry}{rest}"
-    return None
+    entry = userdir.paths[0] if userdir.paths else ""
+    absolute = entry.startswith("/")
+    before, star, after = entry.partition("*")
+    if star and (not after or absolute):
+        if ":" in before and not absolute:
+            return None  # "http://x/*": a redirect, not applied
+        return before + user + after + rest
+    if star or ":" in entry:
+        return None  # "http://x/*/y", "http://x/users": redirects
+    if absolute:
+        return entry + "/" + user + rest
+    return f"{HOME}/{user}/{entry}{rest}"
 
 
 def _merged_userdir(vhost: UserDir | None, main: UserDir | None) -> UserDir | None:
