@@ -45,6 +45,7 @@ Paths are normalised (``.``/``..`` resolved, runs of ``/`` merged, a trailing
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -236,12 +237,19 @@ class Mapper:
             self.userdir = _merged_userdir(vhost.userdir, parsed.userdir)
         self.root = root
         self.root_prefix = "" if root is None else root.rstrip("/") + "/"
+        # bounded like the resolver's own cache: endless distinct paths cost
+        # memory only up to this many entries
+        self._cached = functools.lru_cache(maxsize=1024)(self._from_url)
 
     def map(self, url_path: str, environ: Mapping[str, Any]) -> Mapped | None:
         """Where *url_path* (dot segments removed) lives, or ``None``."""
         script = environ.get("SCRIPT_FILENAME")
         if isinstance(script, str) and script:
             return Mapped(normpath(script), None, "SCRIPT_FILENAME")
+        found: Mapped | None = self._cached(url_path)
+        return found
+
+    def _from_url(self, url_path: str) -> Mapped | None:
         if url_path.startswith("/"):  # httpd declines any other r->uri
             uri = merge_slashes(url_path)
             for rule in self.rules:
@@ -279,21 +287,3 @@ def _clean(path: str) -> str:
     if path.endswith("/") and not clean.endswith("/"):
         clean += "/"
     return clean
-
-
-def mapped_roots(mapper: Mapper) -> list[str]:
-    """The paths *mapper* can map a URL to or below, as globs (``check``)."""
-    roots = [] if mapper.root is None else [mapper.root]
-    for rule in mapper.rules:
-        target = rule.alias.target
-        if rule.regex is not None and "$" in target:
-            target = target[: target.index("$")].rpartition("/")[0] or "/"
-        roots.append(target)
-    for entry in mapper.userdir.paths or () if mapper.userdir else ():
-        if "*" in entry:
-            roots.append(entry)
-        elif entry.startswith("/"):
-            roots.append(entry + "/*")
-        else:
-            roots.append(f"{HOME}/*/{entry}")
-    return roots

@@ -18,7 +18,25 @@ from collections.abc import Iterable
 
 from ..config.patterns import is_glob
 from ..config.records import ParsedConfig, Section, VirtualHost
-from .aliases import Mapper, mapped_roots
+from .aliases import HOME, Mapper
+
+
+def mapped_roots(mapper: Mapper) -> list[str]:
+    """The paths *mapper* can map a URL to or below, as globs (``check``)."""
+    roots = [] if mapper.root is None else [mapper.root]
+    for rule in mapper.rules:
+        target = rule.alias.target
+        if rule.regex is not None and "$" in target:
+            target = target[: target.index("$")].rpartition("/")[0] or "/"
+        roots.append(target)
+    for entry in mapper.userdir.paths or () if mapper.userdir else ():
+        if "*" in entry:
+            roots.append(entry)
+        elif entry.startswith("/"):
+            roots.append(entry + "/*")
+        else:
+            roots.append(f"{HOME}/*/{entry}")
+    return roots
 
 
 def _segments(path: str) -> list[str]:
