@@ -500,3 +500,16 @@ def test_explain_names_the_line_that_mapped_the_url(
     _, out, _ = run(capsys, "explain", str(conf), "/x")
     assert "Filesystem path: (none: no DocumentRoot)" in out
     assert "Mapped by" not in out
+
+
+FUZZED = parse_config(
+    MOD_ALIAS + MOD_WSGI.replace("DocumentRoot /var/www\n", "") + USERDIR
+)
+url_text = st.text(alphabet="/~.a$1\\%x", max_size=12)
+
+
+@given(path=url_text, host=st.sampled_from(["a.test", ""]))
+def test_mapping_never_raises_and_stays_absolute(path: str, host: str) -> None:
+    explanation = FUZZED.explain(environ(path, host=host or None))
+    assert explanation.fs_path is not None and explanation.fs_path.startswith("/")
+    assert "//" not in explanation.fs_path
