@@ -570,10 +570,12 @@ def test_script_filename_without_document_root() -> None:
     ]
 
 
-def test_document_root_wins_over_script_filename() -> None:
-    config = parse_config(ROOTS)
+def test_script_filename_wins_over_document_root() -> None:
+    # SPEC §3: mod_wsgi's SCRIPT_FILENAME is the file Apache's own walk used
+    config = parse_config(ROOTS, document_root="/app")
     env = environ("/x", SCRIPT_FILENAME="/srv/app/app.wsgi")
-    assert config.explain(env).fs_path == "/srv/main/x"
+    assert config.explain(env).fs_path == "/srv/app/app.wsgi"
+    assert config.explain(environ("/x")).fs_path == "/app/x"
 
 
 @pytest.mark.parametrize(

@@ -161,8 +161,9 @@ class ReproxyMiddleware:
         file_responder: FileResponder | None = None,
         # None: the "wsgi_reproxy.middleware" logger.
         logger: logging.Logger | None = None,
-        # None: <Directory> sections see DocumentRoot from the config, else
-        # SCRIPT_FILENAME (mod_wsgi); a path here wins over both (SPEC §3).
+        # None: DocumentRoot from the config. A path here replaces it; as in
+        # httpd, SCRIPT_FILENAME (mod_wsgi) and the Alias family still map
+        # first (SPEC §3).
         document_root: str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(config, (str, os.PathLike)):

@@ -14,6 +14,8 @@ request::
     sections    section tags and their contexts
     directives  our directives -> typed values
     dialects    mod_xsendfile's and nginx's offload directives, HEAD, URL length
+    aliases     Alias, ScriptAlias, WSGIScriptAlias (and Match), UserDir
+    suggest     "did you mean AllowReproxy?" for ignored near-misses
     reader      the block reader tying the above together (parse_text/_file)
     records     the frozen output records
     settings    Settings (per request) and Overrides (per context), merge

@@ -16,6 +16,7 @@ from ..exceptions import ConfigError
 from .reader import Parser
 from .records import ParsedConfig
 from .sections import Context
+from .suggest import did_you_mean
 
 
 def _finish(parser: Parser, ctx: Context) -> ParsedConfig:
@@ -25,6 +26,7 @@ def _finish(parser: Parser, ctx: Context) -> ParsedConfig:
                 f"{where}: AllowReproxy On with no ReproxyAllowTargets: the "
                 "application may make this server fetch any http(s) URL"
             )
+    parser.warnings.extend(did_you_mean(parser.ignored))
     return ParsedConfig(
         overrides=ctx.overrides(),
         document_root=parser.document_root,
@@ -33,6 +35,8 @@ def _finish(parser: Parser, ctx: Context) -> ParsedConfig:
         ignored=tuple(parser.ignored),
         warnings=tuple(parser.warnings),
         files=tuple(parser.files),
+        aliases=tuple(parser.mapping.aliases),
+        userdir=parser.mapping.userdir.record(),
     )
 
 

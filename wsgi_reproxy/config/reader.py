@@ -15,7 +15,9 @@ The parser reads what httpd 2.4 reads and keeps what matters here:
 * every other directive is ignored but remembered (``check --strict`` lists
   them), so a whole ``apache2.conf`` loads.  The contents of sections this
   project does not know (``<Proxy>``, ``<Limit>``, ``<If>``, …) are ignored
-  too; one of our directives inside one is ignored with a warning.
+  too; one of our directives inside one is ignored with a warning;
+* ``Alias`` and its family and ``UserDir`` are recorded
+  (:mod:`~wsgi_reproxy.config.aliases`) for the resolver's URL-to-file map.
 
 The pieces live beside this reader: :mod:`~wsgi_reproxy.config.sections` (what
 each section tag means and where it may occur), :mod:`~wsgi_reproxy.config.includes`
@@ -34,6 +36,7 @@ import os
 from collections.abc import Collection, Mapping
 
 from ..exceptions import ConfigError
+from .aliases import MAPPING_DIRECTIVES, MappingBuilder, read_mapping
 from .conditions import Conditions
 from .directives import DIRECTIVES, store
 from .includes import Includes
@@ -64,6 +67,7 @@ class Parser:
         self.warnings: list[str] = []
         self.files: list[str] = []
         self.vhosts: list[VirtualHost] = []
+        self.mapping = MappingBuilder()  # the main server's Alias, UserDir
         self.index = 0
         self.allow_on: list[str] = []
         self.has_allow_list = False
@@ -253,6 +257,12 @@ class Parser:
             if key == "allowreproxy" and value:
                 self.allow_on.append(f"{line.filename}:{line.lineno}")
             self.has_allow_list |= key == "reproxyallowtargets"
+            return
+        if key in MAPPING_DIRECTIVES:
+            vhost = self.current_vhost if ctx.level == "vhost" else None
+            into = vhost.mapping if vhost is not None else self.mapping
+            root = self.server_root or base_dir
+            read_mapping(key, args, line, ctx.level, root, into, self.warn)
             return
         if key in ("include", "includeoptional"):
             if len(args) != 1:

@@ -14,6 +14,11 @@ from .settings import Overrides
 #: The three section categories, applied in this order (Apache's merge order).
 SectionKind = Literal["directory", "files", "location"]
 
+#: Which module's hook an alias belongs to: httpd runs mod_alias's
+#: translate_name before mod_wsgi's (mod_wsgi registers after "mod_alias.c"),
+#: then mod_userdir's, then core's DocumentRoot.
+AliasModule = Literal["alias", "wsgi"]
+
 
 @dataclass(frozen=True, slots=True)
 class Directive:
@@ -65,6 +70,66 @@ class Section:
 
 
 @dataclass(frozen=True, slots=True)
+class Alias:
+    """One ``Alias``, ``AliasMatch``, ``ScriptAlias``, ``ScriptAliasMatch``,
+    ``WSGIScriptAlias`` or ``WSGIScriptAliasMatch`` line.
+
+    :param directive: the directive's canonical name, e.g. ``"ScriptAlias"``.
+    :param url: the URL prefix, or the regex of a ``*Match`` form.
+    :param target: the filesystem path (made absolute against ``ServerRoot``
+        as httpd's ``ap_server_root_relative`` does); ``$0``..``$9`` in a
+        ``*Match`` form.
+    :param regex: ``True`` for the ``*Match`` forms.
+    :param module: ``"alias"`` (mod_alias) or ``"wsgi"`` (mod_wsgi).
+    """
+
+    directive: str
+    url: str
+    target: str
+    regex: bool
+    module: AliasModule
+    filename: str
+    lineno: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.filename}:{self.lineno}"
+
+    def describe(self) -> str:
+        """``Alias "/x" "/srv/x"`` style text, for ``explain`` and ``check``."""
+        return f'{self.directive} "{self.url}" "{self.target}"'
+
+
+@dataclass(frozen=True, slots=True)
+class UserDir:
+    """What the ``UserDir`` lines of one server (main or virtual host) say.
+
+    :param paths: the directory forms of the last ``UserDir DIR…`` line
+        (``public_html``, ``/srv/users``, ``/home/*/www``), ``None`` when
+        no line set one (httpd 2.4: then ``/~user`` is not mapped).
+    :param disabled: ``True``/``False`` after ``UserDir disabled`` /
+        ``UserDir enabled`` without names, ``None`` when neither was said.
+    :param disabled_users: names after ``UserDir disabled``.
+    :param enabled_users: names after ``UserDir enabled``.
+    :param filename: where the line setting *paths* was (``""`` for none).
+    """
+
+    paths: tuple[str, ...] | None
+    disabled: bool | None
+    disabled_users: frozenset[str]
+    enabled_users: frozenset[str]
+    filename: str
+    lineno: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.filename}:{self.lineno}"
+
+    def describe(self) -> str:
+        return "UserDir " + " ".join(self.paths or ())
+
+
+@dataclass(frozen=True, slots=True)
 class VirtualHost:
     """A ``<VirtualHost addr...>`` block.
 
@@ -75,6 +140,8 @@ class VirtualHost:
     :param overrides: our directives written directly in the block.
     :param document_root: ``DocumentRoot`` inside the block, if any.
     :param sections: the sections inside the block, in file order.
+    :param aliases: the block's ``Alias``-family lines, in file order.
+    :param userdir: the block's ``UserDir`` lines, if any.
     """
 
     addresses: tuple[str, ...]
@@ -84,6 +151,8 @@ class VirtualHost:
     sections: tuple[Section, ...]
     filename: str
     lineno: int
+    aliases: tuple[Alias, ...] = ()
+    userdir: UserDir | None = None
 
     @property
     def where(self) -> str:
@@ -101,6 +170,8 @@ class ParsedConfig:
     :param ignored: directives this project does not know (not applied).
     :param warnings: ``"file:line: message"`` strings for ``check``.
     :param files: every file read, in the order read.
+    :param aliases: the main server's ``Alias``-family lines, in file order.
+    :param userdir: the main server's ``UserDir`` lines, if any.
     """
 
     overrides: Overrides
@@ -110,3 +181,5 @@ class ParsedConfig:
     ignored: tuple[Directive, ...]
     warnings: tuple[str, ...]
     files: tuple[str, ...]
+    aliases: tuple[Alias, ...] = ()
+    userdir: UserDir | None = None

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..exceptions import ConfigError
+from .aliases import MappingBuilder
 from .hosts import host_name
 from .lexer import Line
 from .records import Section, SectionKind, VirtualHost
@@ -68,6 +69,7 @@ class VHostBuilder:
     names: list[str] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
     document_root: str | None = None
+    mapping: MappingBuilder = field(default_factory=MappingBuilder)
 
     def add_names(self, key: str, args: list[str]) -> None:
         """Apply ``ServerName`` (*key* ``"servername"``) or ``ServerAlias``."""
@@ -87,6 +89,8 @@ class VHostBuilder:
             sections=tuple(inner.sections),
             filename=self.filename,
             lineno=self.lineno,
+            aliases=tuple(self.mapping.aliases),
+            userdir=self.mapping.userdir.record(),
         )
 
 

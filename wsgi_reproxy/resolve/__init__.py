@@ -8,5 +8,7 @@ sections) and, per request, gives the merged settings in Apache's order:
     resolver    Config: load_config / parse_config / resolve / explain
     match       the section index and the per-request match
     vhosts      choosing the <VirtualHost> from Host
-    paths       URL path and filesystem path as httpd computes them
+    paths       the URL path as httpd cleans it up
+    aliases     URL path -> filesystem path: Alias family, UserDir, DocumentRoot
+    reach       which <Directory> sections no mapping reaches (check)
 """

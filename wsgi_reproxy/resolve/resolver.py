@@ -33,12 +33,14 @@ Merge order
     sections match, and their sort keys: :mod:`wsgi_reproxy.resolve.match`.
 
 Filesystem path
-    ``DocumentRoot`` joined with the URL path: the ``document_root`` argument
-    wins over the virtual host's ``DocumentRoot``, which wins over the main
-    server's.  Without a document root, ``SCRIPT_FILENAME`` (mod_wsgi sets it);
-    else no ``<Directory>`` or ``<Files>`` section can match.  Nothing is
-    looked up on disk: the last segment counts as a directory for
-    ``<Directory>`` and as the file name for ``<Files>``.
+    ``SCRIPT_FILENAME`` (mod_wsgi sets it), else the first ``Alias``-family
+    line that matches, else ``UserDir`` for ``/~user``, else ``DocumentRoot``
+    (the ``document_root`` argument wins over the virtual host's, which wins
+    over the main server's) joined with the URL path; else no ``<Directory>``
+    or ``<Files>`` section can match.  The rules are in
+    :mod:`wsgi_reproxy.resolve.aliases`.  Nothing is looked up on disk: the
+    last segment counts as a directory for ``<Directory>`` and as the file
+    name for ``<Files>``.
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ from typing import Any, Literal
 from ..config import parse
 from ..config.records import ParsedConfig, Section, VirtualHost
 from ..config.settings import DEFAULT_SETTINGS, Settings, merge
+from .aliases import Mapped, Mapper
 from .match import Entry, Index, match
 from .paths import normpath, request_path
+from .reach import unreachable
 from .vhosts import VirtualHosts, request_host
 
 MergeMode = Literal["field", "replace"]
@@ -76,6 +80,8 @@ class Explanation:
         ``None`` when there was none.
     :param host: the host name used to choose the virtual host.
     :param port: the port used to choose the virtual host, if known.
+    :param mapped: how the filesystem path was found (which line), or
+        ``None`` when there was none.
     """
 
     vhost: VirtualHost | None
@@ -85,6 +91,7 @@ class Explanation:
     fs_path: str | None
     host: str
     port: int | None
+    mapped: Mapped | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +102,7 @@ class _Server:
     base: Settings  # main server (and virtual host) overrides applied
     index: Index | None  # the virtual host's own sections
     indexes: tuple[Index, ...]  # the main server's sections, then index
-    root: str | None  # normalised document root
-    root_prefix: str  # root with a trailing "/"
+    mapper: Mapper  # URL path -> filesystem path
 
 
 class Config:
@@ -144,6 +150,7 @@ class Config:
             base = vhost.overrides.apply(main_base, replace=replace)
             self._servers.append(self._server(vhost, base, vhost.sections, notes))
         self._vhosts = VirtualHosts(parsed.vhosts, notes)
+        notes += unreachable(parsed, [(s.vhost, s.mapper) for s in self._servers])
         self.warnings: tuple[str, ...] = tuple(notes)
         self._replace = replace
         self._lookup = (
@@ -166,11 +173,11 @@ class Config:
             root = self.parsed.document_root
         if root is not None:
             root = normpath(root)
-        prefix = "" if root is None else root.rstrip("/") + "/"
+        mapper = Mapper(vhost, self.parsed, root)
         if sections is None:
-            return _Server(vhost, base, None, (self._main,), root, prefix)
+            return _Server(vhost, base, None, (self._main,), mapper)
         index = Index(sections, 1, notes)
-        return _Server(vhost, base, index, (self._main, index), root, prefix)
+        return _Server(vhost, base, index, (self._main, index), mapper)
 
     def __repr__(self) -> str:
         files = self.parsed.files[0] if self.parsed.files else "<string>"
@@ -202,13 +209,15 @@ class Config:
 
     def resolve(self, environ: Mapping[str, Any]) -> Settings:
         """Return the effective settings for the request *environ*."""
-        _, _, server, url_path, fs_path = self._locate(environ)
+        _, _, server, url_path, mapped = self._locate(environ)
+        fs_path = None if mapped is None else mapped.path
         settings: Settings = self._lookup(server, url_path, fs_path)
         return settings
 
     def explain(self, environ: Mapping[str, Any]) -> Explanation:
         """Like :meth:`resolve`, but tell which sections matched and why."""
-        host, port, server, url_path, fs_path = self._locate(environ)
+        host, port, server, url_path, mapped = self._locate(environ)
+        fs_path = None if mapped is None else mapped.path
         chosen = self._servers[server]
         entries = match(chosen.indexes, url_path, fs_path)
         return Explanation(
@@ -219,17 +228,18 @@ class Config:
             fs_path=fs_path,
             host=host,
             port=port,
+            mapped=mapped,
         )
 
     def _locate(
         self, environ: Mapping[str, Any]
-    ) -> tuple[str, int | None, int, str, str | None]:
-        """``(host, port, server index, URL path, filesystem path)``."""
+    ) -> tuple[str, int | None, int, str, Mapped | None]:
+        """``(host, port, server index, URL path, filesystem mapping)``."""
         host, port = request_host(environ)
         server = self._vhosts.choose(host, port) + 1
         url_path = request_path(environ)
-        fs_path = self._fs_path(self._servers[server], url_path, environ)
-        return host, port, server, url_path, fs_path
+        mapped = self._servers[server].mapper.map(url_path, environ)
+        return host, port, server, url_path, mapped
 
     def _settings_for(
         self, server: int, url_path: str, fs_path: str | None
@@ -237,24 +247,6 @@ class Config:
         chosen = self._servers[server]
         entries = match(chosen.indexes, url_path, fs_path)
         return _fold(chosen.base, entries, self._replace)
-
-    def _fs_path(
-        self, server: _Server, url_path: str, environ: Mapping[str, Any]
-    ) -> str | None:
-        if server.root is not None:
-            relative = url_path if url_path.startswith("/") else "/" + url_path
-            path = normpath(server.root + relative)
-            # The URL path has no ".." left, but stay inside the root whatever
-            # a future change does to it: an escape maps to the root itself.
-            if path != server.root and not path.startswith(server.root_prefix):
-                path = server.root  # pragma: no cover - unreachable today
-            if relative.endswith("/") and not path.endswith("/"):
-                path += "/"
-            return path
-        script = environ.get("SCRIPT_FILENAME")
-        if isinstance(script, str) and script:
-            return normpath(script)
-        return None
 
 
 def _fold(base: Settings, entries: list[Entry], replace: bool) -> Settings:

@@ -89,7 +89,9 @@ def run_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(exc, file=sys.stderr)
         return 1
     parsed = config.parsed
-    for warning in parsed.warnings:
+    # config.warnings: the parser's, plus what only the resolver can tell
+    # (a <Directory> no DocumentRoot or alias reaches)
+    for warning in config.warnings:
         print(f"warning: {warning}", file=out)
     if args.strict:
         for d in parsed.ignored:
@@ -98,7 +100,7 @@ def run_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
     print(
         f"Syntax OK: {len(parsed.files)} file(s), {sections} section(s), "
         f"{len(parsed.vhosts)} virtual host(s), {len(parsed.ignored)} directive(s) "
-        f"ignored, {len(parsed.warnings)} warning(s)",
+        f"ignored, {len(config.warnings)} warning(s)",
         file=out,
     )
     return 0
@@ -135,6 +137,12 @@ def run_explain(args: argparse.Namespace, out: TextIO | None = None) -> int:
     vhost = result.vhost
     print(f"Host: {environ['HTTP_HOST']}  URL path: {result.url_path}", file=out)
     print(f"Filesystem path: {result.fs_path or '(none: no DocumentRoot)'}", file=out)
+    mapped = result.mapped
+    if mapped is not None and mapped.source is not None:
+        how = f"{mapped.how} at {mapped.source.where}  ({mapped.source.describe()})"
+        print(f"Mapped by: {how}", file=out)
+    elif mapped is not None:
+        print(f"Mapped by: {mapped.how}", file=out)
     if vhost is None:
         print("Virtual host: (main server)", file=out)
     else:
