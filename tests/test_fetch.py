@@ -355,3 +355,18 @@ def test_request_target_keeps_the_query_and_drops_the_fragment(
         _fetch_body(Fetcher(pool), target.url("/files/hello.txt?a=1&b=2#frag")) == HELLO
     )
     assert target.seen[-1].path == "/files/hello.txt?a=1&b=2"
+
+
+def test_origin_pools_forget_and_close_what_their_lru_evicts() -> None:
+    from wsgi_reproxy.fetch.pool import OriginPools
+
+    pools = OriginPools(num_pools=1, maxsize=2, block=True)
+    a = pools.connection_from_host("127.0.0.1", port=1, scheme="http")
+    assert pools.connection_from_host("127.0.0.1", port=1, scheme="http") is a
+    b = pools.connection_from_host("127.0.0.1", port=2, scheme="http")
+    assert a.pool is None  # closed when evicted, so its bound cannot double
+    again = pools.connection_from_host("127.0.0.1", port=1, scheme="http")
+    assert again is not a and again.pool is not None
+    assert b.pool is None  # evicted in turn
+    pools.clear()
+    assert again.pool is None

@@ -13,6 +13,7 @@ where each response ends before the connection serves another client::
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +42,21 @@ class Timeouts:
     connect: float
     read: float
     deadline: float | None = None
+
+
+@functools.lru_cache(maxsize=4096)
+def _target(url: str) -> tuple[str, str, int, str, str]:
+    """``(scheme, host, port, Host header, request target)`` of a checked URL.
+
+    Parsed with urllib3's parser, which the allow-list check agrees with, and
+    memoised: the same popular URLs are fetched again and again (issue 16).
+    """
+    parsed = parse_url(url)
+    scheme = parsed.scheme or "http"
+    host = parsed.host or ""
+    port = parsed.port or _DEFAULT_PORTS[scheme]
+    default = parsed.port in (None, _DEFAULT_PORTS[scheme])
+    return scheme, host, port, host if default else f"{host}:{port}", parsed.request_uri
 
 
 def _request_bytes(
@@ -135,15 +151,9 @@ def send(
     :raise OSError, TimeoutError, urllib3.exceptions.HTTPError: connection
         failures, for :func:`~.boundary.upstream_errors` to translate.
     """
-    parsed = parse_url(url)
-    scheme = parsed.scheme or "http"
-    host = parsed.host or ""
-    port = parsed.port or _DEFAULT_PORTS[scheme]
+    scheme, host, port, authority, target = _target(url)
     pool = manager.connection_from_host(host, port=port, scheme=scheme)
-    authority = (
-        host if parsed.port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    )
-    request = _request_bytes(method, parsed.request_uri, authority, headers)
+    request = _request_bytes(method, target, authority, headers)
     deadline = time.monotonic() + timeouts.read
     if timeouts.deadline is not None:
         deadline = min(deadline, timeouts.deadline)

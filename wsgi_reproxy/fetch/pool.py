@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import urllib3
+from urllib3._collections import RecentlyUsedContainer
+from urllib3.connectionpool import HTTPConnectionPool
 
 #: Distinct target hosts kept in the process-wide pool (urllib3's LRU of
 #: per-host pools); storage clusters rarely have more nodes than this.
@@ -46,6 +49,45 @@ def max_connections() -> int:
     return int(text)
 
 
+class OriginPools(urllib3.PoolManager):
+    """A :class:`urllib3.PoolManager` that finds an origin's pool by a dict
+    lookup, and closes the pools its LRU evicts.
+
+    ``PoolManager.connection_from_host`` builds and normalises a ``PoolKey``
+    on every call (a tenth of a small reproxy's CPU, issue 16).  Here the pool
+    of each ``(scheme, host, port)`` is remembered; the manager's LRU stays
+    the one authority on which pools exist: an evicted pool is forgotten and
+    closed (urllib3 2 no longer closes them), so the per-host bound holds.
+    """
+
+    def __init__(self, num_pools: int, **connection_pool_kw: Any) -> None:
+        super().__init__(num_pools=num_pools, **connection_pool_kw)
+        self._by_origin: dict[tuple[str, str, int | None], HTTPConnectionPool] = {}
+        self.pools = RecentlyUsedContainer(num_pools, dispose_func=self._evicted)
+
+    def _evicted(self, pool: HTTPConnectionPool) -> None:
+        for origin, known in list(self._by_origin.items()):
+            if known is pool:
+                self._by_origin.pop(origin, None)
+        pool.close()
+
+    def connection_from_host(
+        self,
+        host: str | None,
+        port: int | None = None,
+        scheme: str | None = "http",
+        pool_kwargs: dict[str, Any] | None = None,
+    ) -> HTTPConnectionPool:
+        if pool_kwargs is not None or host is None or scheme is None:
+            return super().connection_from_host(host, port, scheme, pool_kwargs)
+        origin = (scheme, host, port)
+        pool = self._by_origin.get(origin)
+        if pool is None or pool.pool is None:  # None: closed meanwhile
+            pool = super().connection_from_host(host, port, scheme)
+            self._by_origin[origin] = pool
+        return pool
+
+
 _pool_lock = threading.Lock()
 _pool: urllib3.PoolManager | None = None
 _pool_pid: int | None = None
@@ -67,7 +109,7 @@ def default_pool() -> urllib3.PoolManager:
         if _pool is None or _pool_pid != pid:
             # The parent's pool is not closed here: closing only drops this
             # process's copies of the descriptors, which the GC does anyway.
-            _pool = urllib3.PoolManager(
+            _pool = OriginPools(
                 num_pools=DEFAULT_NUM_POOLS, maxsize=max_connections(), block=True
             )
             _pool_pid = pid
