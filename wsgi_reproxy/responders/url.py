@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..config.settings import Settings
 from ..exceptions import UpstreamError
 from ..fetch.fetcher import Fetcher
+from ..fetch.metrics import NO_METRICS, Metrics, is_allowlist_refusal, target_host
+from ..fetch.redactquery import redact_query
 from ..fetch.targets import check_url, split_urls
+from ..logs import request_id
 from .headers import (
     Headers,
     client_headers,
@@ -27,6 +30,7 @@ from .headers import (
     header_values,
     status_line,
 )
+from .transfer import ReproxyRecord, Transfer, fields
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -59,6 +63,7 @@ class UrlResponder:
     :param max_urls: URLs tried per response at most.
     :param cache: where a served URL list is remembered, or ``None``.
     :param log: where reproxy and failure lines go.
+    :param metrics: told about every reproxy (:mod:`wsgi_reproxy.fetch.metrics`).
     """
 
     def __init__(
@@ -68,11 +73,13 @@ class UrlResponder:
         max_urls: int,
         cache: ResponseCache | None,
         log: logging.Logger,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.fetcher = fetcher
         self.max_urls = max_urls
         self.cache = cache
         self.logger = log
+        self.metrics = metrics
 
     def respond(
         self,
@@ -96,8 +103,12 @@ class UrlResponder:
             if reason is None:
                 valid.append(url)
             else:
-                self.logger.warning("reproxy URL %r skipped: %s", url, reason)
+                self.logger.warning(
+                    "reproxy URL %r skipped: %s", redact_query(url), reason
+                )
                 errors.append(UpstreamError(url, reason))
+                if is_allowlist_refusal(reason):
+                    self.metrics.allowlist_refused(target_host(url))
 
         expected = expected_size(app_headers)
         if isinstance(expected, str):
@@ -116,20 +127,22 @@ class UrlResponder:
         )
         errors += failures
         if upstream is None:
-            return self._bad_gateway(environ, errors, start_response)
+            return self._bad_gateway(
+                environ, errors, len(failures), started, start_response
+            )
         if self.cache is not None:
             self.cache.remember(environ, settings, app_headers, valid)
 
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-
-        def log_transfer(sent: int, complete: bool) -> None:
-            self.logger.info(
-                "reproxied %s from %s: %d, %d bytes in %.3fs%s",
-                path, upstream.url, upstream.status, sent,
-                time.monotonic() - started, "" if complete else " (incomplete)",
-            )  # fmt: skip
-
-        upstream.body.on_close = log_transfer
+        record = ReproxyRecord(
+            path=environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+            url=upstream.url,
+            status=upstream.status,
+            tries=len(failures) + 1,
+            started=started,
+            ttfb=time.monotonic() - started,
+            request_id=request_id(environ),
+        )
+        transfer = Transfer(upstream.body, record, self.logger, self.metrics)
         try:
             start_response(
                 status_line(upstream.status, upstream.reason),
@@ -138,21 +151,33 @@ class UrlResponder:
         except BaseException:
             upstream.body.close()
             raise
-        return upstream.body
+        self.metrics.transfer_started()
+        return transfer
 
     def _bad_gateway(
         self,
         environ: WSGIEnvironment,
         errors: list[UpstreamError],
+        tries: int,
+        started: float,
         start_response: StartResponse,
     ) -> Iterable[bytes]:
         # SPEC §4.4: 504 only when the last try timed out.
         timeout = bool(errors) and errors[-1].timeout
         status = "504 Gateway Timeout" if timeout else "502 Bad Gateway"
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        duration = time.monotonic() - started
+        self.metrics.reproxy_finished("failed", int(status[:3]), 0, None, duration)
         self.logger.warning(
             "reproxy of %s failed (%s): %s",
-            path, status[:3], "; ".join(map(str, errors)) or "no target URL",
+            path, status[:3],
+            "; ".join(f"{redact_query(e.url)}: {e.reason}" for e in errors)
+            or "no target URL",
+            extra=fields(
+                url=errors[-1].url if errors else None, status=int(status[:3]),
+                sent=0, ttfb=None, duration=duration, tries=tries,
+                outcome="failed", request_id=request_id(environ),
+            ),
         )  # fmt: skip
         # The internal URLs stay in the log; the client learns nothing of them.
         body = f"{status}\n\nThe requested file could not be fetched.\n".encode()
