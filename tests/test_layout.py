@@ -26,6 +26,9 @@ STAGES = (
     "fetch",
     "responders",
     "middleware",
+    # The prometheus extra's public module (wsgi_reproxy.prometheus): the
+    # PrometheusMetrics an app passes as metrics=, which run/ serves.
+    "prometheus",
     "run",
     "__init__",
     "__main__",

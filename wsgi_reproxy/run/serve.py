@@ -19,15 +19,18 @@ for the ``gunicorn`` command.  gunicorn is the ``serve`` extra: without it,
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConfigError
 from .gunicorn import gunicorn_available, run_gunicorn
+from .summary import summary_line
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
+    from ..fetch.metrics import Metrics
     from ..resolve.resolver import Config
 
 _INSTALL_HINT = (
@@ -63,6 +66,12 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     serve.add_argument("--workers", "-w", type=int, metavar="N", help="processes")
     serve.add_argument(
         "--threads", type=int, metavar="N", help="threads per worker (gthread)"
+    )
+    serve.add_argument(
+        "--metrics-bind",
+        metavar="ADDR",
+        help="serve Prometheus /metrics on HOST:PORT from the gunicorn master "
+        "(needs the prometheus extra)",
     )
     serve.add_argument(
         "gunicorn_args",
@@ -127,14 +136,57 @@ def _serve_command(args: argparse.Namespace) -> int:
         return app
 
     options = _gunicorn_options(args)
+    own = ["serve", args.conf, app_uri, "--", *options]
+    metrics = None
+    bind: tuple[str, int] = ("127.0.0.1", 0)
+    owned: str | None = None
+    if args.metrics_bind is not None:
+        from .metricsbind import parse_bind, prepare_directory
+
+        try:
+            bind = parse_bind(args.metrics_bind)
+        except ValueError as exc:
+            print(f"serve: {exc}", file=sys.stderr)
+            return 2
+        if not prometheus_available():
+            print(
+                _INSTALL_HINT.format(command="serve", extra="prometheus"),
+                file=sys.stderr,
+            )
+            return 2
+        # Before prometheus_client is imported: it reads the variable then.
+        owned = prepare_directory()
+        own[1:1] = ["--metrics-bind", args.metrics_bind]
+        metrics = _prometheus_metrics
+
+    def before_run(application: Any) -> None:
+        if args.metrics_bind is not None:
+            from .metricsbind import install_hooks
+
+            install_hooks(application.cfg, bind, owned)
+        print(summary_line(config, args.conf, application.cfg), flush=True)
+
     run_gunicorn(
         options,
         load_app,
         config,
         proc_name=app_uri,
-        argv=["serve", args.conf, app_uri, "--", *options],
+        argv=own,
+        metrics=metrics,
+        before_run=before_run,
     )
     return 0
+
+
+def prometheus_available() -> bool:
+    """``True`` when prometheus_client can be imported."""
+    return importlib.util.find_spec("prometheus_client") is not None
+
+
+def _prometheus_metrics() -> Metrics:
+    from ..prometheus import PrometheusMetrics
+
+    return PrometheusMetrics()
 
 
 def _demo_command(args: argparse.Namespace) -> int:

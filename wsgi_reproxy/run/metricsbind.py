@@ -1,0 +1,109 @@
+"""``serve --metrics-bind ADDR``: ``/metrics`` from the gunicorn master.
+
+Each worker counts in its own files under ``PROMETHEUS_MULTIPROC_DIR``
+(``prometheus_client``'s multiprocess mode); the arbiter, which outlives
+every worker, serves their sum on ADDR from one small thread
+(``prometheus_client.start_http_server``, started in gunicorn's
+``when_ready`` hook).  So a scrape never lands on a worker busy streaming,
+and counts survive a worker's restart::
+
+    directory = prepare_directory()       # before prometheus_client loads
+    ...
+    install_hooks(application.cfg, parse_bind(addr), directory)
+
+When ``PROMETHEUS_MULTIPROC_DIR`` is unset, ``serve`` creates a temporary
+directory and removes it on exit; a directory you set must be empty when
+the server starts (``prometheus_client``'s rule) and is left in place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+#: Set (to the directory) when ``serve`` created PROMETHEUS_MULTIPROC_DIR, so
+#: a gevent re-execution of the same command knows the directory is its own.
+OWNED_ENV = "WSGI_REPROXY_OWNED_METRICS_DIR"
+
+
+def parse_bind(addr: str) -> tuple[str, int]:
+    """``"127.0.0.1:9100"``, ``"[::1]:9100"``, ``":9100"`` or ``"9100"`` ->
+    ``(host, port)``; no host means 127.0.0.1 (metrics are not public).
+
+    :raises ValueError: for a port that is not a number in 0-65535.
+    """
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        host, port = "", addr
+    host = host.strip("[]") or "127.0.0.1"
+    if not (port.isascii() and port.isdigit() and int(port) <= 65535):
+        raise ValueError(f"--metrics-bind wants HOST:PORT, not {addr!r}")
+    return host, int(port)
+
+
+def prepare_directory() -> str | None:
+    """Make sure ``PROMETHEUS_MULTIPROC_DIR`` is set; return the directory
+    when ``serve`` created it (and must remove it), else ``None``."""
+    owned = os.environ.get(OWNED_ENV)
+    if owned and os.environ.get("PROMETHEUS_MULTIPROC_DIR") == owned:
+        return owned
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    directory = tempfile.mkdtemp(prefix="wsgi-reproxy-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    os.environ[OWNED_ENV] = directory
+    return directory
+
+
+def _chain(cfg: Any, name: str, ours: Callable[..., None]) -> None:
+    """Run *ours* before the hook *name* already configured (gunicorn.conf.py)."""
+    previous = cfg.settings[name].get()
+
+    def hook(*args: Any) -> None:
+        ours(*args)
+        previous(*args)
+
+    cfg.set(name, hook)
+
+
+def install_hooks(cfg: Any, bind: tuple[str, int], owned: str | None) -> None:
+    """Add the exporter to gunicorn's ``when_ready``, ``child_exit`` and
+    ``on_exit`` hooks, keeping any the user configured.
+
+    :param cfg: the gunicorn ``Config`` of the application.
+    :param bind: where ``/metrics`` listens.
+    :param owned: a directory to remove on exit.
+    """
+    from prometheus_client import start_http_server
+
+    from ..prometheus import mark_process_dead, multiprocess_registry
+
+    servers: list[Any] = []
+
+    def when_ready(arbiter: Any) -> None:
+        server, _thread = start_http_server(
+            bind[1], bind[0], registry=multiprocess_registry()
+        )
+        servers.append(server)
+        host, port = server.server_address[:2]
+        if isinstance(host, bytes):  # never for AF_INET/AF_INET6; for mypy
+            host = host.decode()
+        shown = f"[{host}]" if ":" in host else host
+        arbiter.log.info("Metrics at: http://%s:%d/metrics", shown, port)
+
+    def child_exit(arbiter: Any, worker: Any) -> None:
+        mark_process_dead(worker.pid)
+
+    def on_exit(arbiter: Any) -> None:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+        if owned is not None:
+            shutil.rmtree(owned, ignore_errors=True)
+
+    _chain(cfg, "when_ready", when_ready)
+    _chain(cfg, "child_exit", child_exit)
+    _chain(cfg, "on_exit", on_exit)
