@@ -258,3 +258,28 @@ def test_summary_line_of_an_empty_config() -> None:
         "0 sections, 0 virtual hosts, AllowReproxy On in 0; file roots: none;" in line
     )
     assert "allow-list: any http/https URL;" in line
+
+
+@pytest.mark.parametrize(
+    ("passed", "given", "expected"),
+    [
+        pytest.param(["-k", "gevent"], None, (None, ["-k", "gevent"]), id="absent"),
+        pytest.param(
+            ["--workers", "2", "--metrics-bind", ":9", "--", "-k", "g"],
+            None,
+            (":9", ["--workers", "2", "--", "-k", "g"]),
+            id="before-double-dash",
+        ),
+        pytest.param(["--metrics-bind=:8"], ":7", (":8", []), id="equals-later-wins"),
+        pytest.param(
+            ["--", "--metrics-bind", ":9"],
+            None,
+            (None, ["--", "--metrics-bind", ":9"]),
+            id="after-double-dash-is-gunicorns",
+        ),
+    ],
+)
+def test_metrics_bind_found_after_the_app(
+    passed: list[str], given: str | None, expected: tuple[str | None, list[str]]
+) -> None:
+    assert metricsbind.take_metrics_bind(passed, given) == expected

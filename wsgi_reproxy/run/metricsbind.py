@@ -44,6 +44,30 @@ def parse_bind(addr: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def take_metrics_bind(
+    passed: list[str], given: str | None
+) -> tuple[str | None, list[str]]:
+    """Find ``--metrics-bind ADDR`` among the options after ``MODULE:APP``
+    (argparse leaves them all to gunicorn), up to a ``--``.
+
+    :returns: the address (the last one given wins, as in argparse) and the
+        options without it.
+    """
+    rest: list[str] = []
+    items = iter(passed)
+    for item in items:
+        if item == "--":
+            rest += [item, *items]
+            break
+        if item == "--metrics-bind":
+            given = next(items, given)
+        elif item.startswith("--metrics-bind="):
+            given = item.partition("=")[2]
+        else:
+            rest.append(item)
+    return given, rest
+
+
 def prepare_directory() -> str | None:
     """Make sure ``PROMETHEUS_MULTIPROC_DIR`` is set; return the directory
     when ``serve`` created it (and must remove it), else ``None``."""
@@ -59,12 +83,23 @@ def prepare_directory() -> str | None:
 
 
 def _chain(cfg: Any, name: str, ours: Callable[..., None]) -> None:
-    """Run *ours* before the hook *name* already configured (gunicorn.conf.py)."""
-    previous = cfg.settings[name].get()
+    """Run *ours* before the hook *name* already configured (gunicorn.conf.py).
 
-    def hook(*args: Any) -> None:
-        ours(*args)
-        previous(*args)
+    gunicorn checks a hook's arity, so the wrapper takes exactly its arguments.
+    """
+    previous = cfg.settings[name].get()
+    hook: Callable[..., None]
+    if name == "child_exit":
+
+        def hook(arbiter: Any, worker: Any) -> None:
+            ours(arbiter, worker)
+            previous(arbiter, worker)
+
+    else:
+
+        def hook(arbiter: Any) -> None:
+            ours(arbiter)
+            previous(arbiter)
 
     cfg.set(name, hook)
 

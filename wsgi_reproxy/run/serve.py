@@ -135,6 +135,11 @@ def _serve_command(args: argparse.Namespace) -> int:
         app: WSGIApplication = util.import_app(app_uri)
         return app
 
+    from .metricsbind import take_metrics_bind
+
+    args.metrics_bind, args.gunicorn_args = take_metrics_bind(
+        list(args.gunicorn_args), args.metrics_bind
+    )
     options = _gunicorn_options(args)
     own = ["serve", args.conf, app_uri, "--", *options]
     metrics = None
