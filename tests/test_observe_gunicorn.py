@@ -196,6 +196,7 @@ def scrape(port: int) -> dict[str, float]:
 def test_metrics_after_a_scripted_mix_with_two_workers(
     site: Path, target: TargetServer, tmp_path: Path
 ) -> None:
+    pytest.importorskip("prometheus_client")
     dead = dead_url()
     live_host = target.url("").split("/")[2]
     dead_host = dead.split("/")[2]

@@ -283,3 +283,59 @@ def test_metrics_bind_found_after_the_app(
     passed: list[str], given: str | None, expected: tuple[str | None, list[str]]
 ) -> None:
     assert metricsbind.take_metrics_bind(passed, given) == expected
+
+
+class FakeArbiter:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.log = self
+
+    def info(self, message: str, *args: Any) -> None:
+        self.lines.append(message % args)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_hooks_serve_metrics_keep_user_hooks_and_clean_up(
+    host: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from gunicorn.config import Config
+
+    if host == "::1" and not socket_has_ipv6():
+        pytest.skip("no IPv6 loopback")
+    owned = tmp_path / "metrics"
+    owned.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(owned))
+    cfg = Config()
+    calls: list[str] = []
+    cfg.set("on_exit", lambda arbiter: calls.append("user on_exit"))
+    cfg.set("child_exit", lambda arbiter, worker: calls.append("user child_exit"))
+    metricsbind.install_hooks(cfg, (host, 0), str(owned))
+    arbiter = FakeArbiter()
+    cfg.when_ready(arbiter)
+    (line,) = arbiter.lines
+    url = line.removeprefix("Metrics at: ")
+    assert url.startswith(f"http://{'[::1]' if host == '::1' else host}:")
+    response = urllib3.request("GET", url, timeout=5)
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+
+    class Worker:
+        pid = 424242
+
+    cfg.child_exit(arbiter, Worker())
+    cfg.on_exit(arbiter)
+    assert calls == ["user child_exit", "user on_exit"]
+    assert not owned.exists()
+    with pytest.raises(urllib3.exceptions.HTTPError):
+        urllib3.request("GET", url, timeout=2, retries=False)
+
+
+def socket_has_ipv6() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True

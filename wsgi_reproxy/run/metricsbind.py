@@ -3,9 +3,9 @@
 Each worker counts in its own files under ``PROMETHEUS_MULTIPROC_DIR``
 (``prometheus_client``'s multiprocess mode); the arbiter, which outlives
 every worker, serves their sum on ADDR from one small thread
-(``prometheus_client.start_http_server``, started in gunicorn's
-``when_ready`` hook).  So a scrape never lands on a worker busy streaming,
-and counts survive a worker's restart::
+(:func:`start_exporter`, started in gunicorn's ``when_ready`` hook).  So a
+scrape never lands on a worker busy streaming, and counts survive a worker's
+restart::
 
     directory = prepare_directory()       # before prometheus_client loads
     ...
@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
+import threading
 from collections.abc import Callable
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 #: Set (to the directory) when ``serve`` created PROMETHEUS_MULTIPROC_DIR, so
 #: a gevent re-execution of the same command knows the directory is its own.
@@ -104,6 +108,35 @@ def _chain(cfg: Any, name: str, ours: Callable[..., None]) -> None:
     cfg.set(name, hook)
 
 
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per scrape would drown gunicorn's log
+
+
+def start_exporter(bind: tuple[str, int], registry: Any) -> WSGIServer:
+    """Serve *registry* at ``/metrics`` on *bind* from a daemon thread.
+
+    Our own small server (``prometheus_client.make_wsgi_app`` on wsgiref, a
+    thread per scrape) rather than ``start_http_server``, whose return value
+    changed across versions: we need the server to report its port and to
+    shut it down.
+    """
+    from prometheus_client import make_wsgi_app
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
+
+    server = make_server(
+        bind[0], bind[1], make_wsgi_app(registry), Server, handler_class=_Quiet
+    )
+    thread = threading.Thread(
+        target=server.serve_forever, name="wsgi-reproxy-metrics", daemon=True
+    )
+    thread.start()
+    return server
+
+
 def install_hooks(cfg: Any, bind: tuple[str, int], owned: str | None) -> None:
     """Add the exporter to gunicorn's ``when_ready``, ``child_exit`` and
     ``on_exit`` hooks, keeping any the user configured.
@@ -112,16 +145,12 @@ def install_hooks(cfg: Any, bind: tuple[str, int], owned: str | None) -> None:
     :param bind: where ``/metrics`` listens.
     :param owned: a directory to remove on exit.
     """
-    from prometheus_client import start_http_server
-
     from ..prometheus import mark_process_dead, multiprocess_registry
 
     servers: list[Any] = []
 
     def when_ready(arbiter: Any) -> None:
-        server, _thread = start_http_server(
-            bind[1], bind[0], registry=multiprocess_registry()
-        )
+        server = start_exporter(bind, multiprocess_registry())
         servers.append(server)
         host, port = server.server_address[:2]
         if isinstance(host, bytes):  # never for AF_INET/AF_INET6; for mypy
