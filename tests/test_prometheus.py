@@ -339,3 +339,78 @@ def socket_has_ipv6() -> bool:
     except OSError:
         return False
     return True
+
+
+@pytest.fixture
+def serve_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A conf and an app module, and the env serve touches restored after."""
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv(metricsbind.OWNED_ENV, raising=False)
+    monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
+    (tmp_path / "r.conf").write_text("<Location />\nAllowReproxy On\n</Location>\n")
+    return tmp_path
+
+
+def test_serve_with_metrics_bind_wires_metrics_hooks_and_summary(
+    serve_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gunicorn.config import Config
+
+    from wsgi_reproxy.__main__ import main
+    from wsgi_reproxy.run import serve
+
+    calls: list[dict[str, Any]] = []
+
+    def fake_run(options: list[str], load_app: Any, config: Any, **kw: Any) -> None:
+        application = type("App", (), {"cfg": Config()})()
+        kw["before_run"](application)
+        calls.append({"options": options, "cfg": application.cfg, **kw})
+        assert os.path.isdir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+    monkeypatch.setattr(serve, "run_gunicorn", fake_run)
+    conf = str(serve_env / "r.conf")
+    argv = ["serve", conf, "m:app", "--workers", "2", "--metrics-bind", ":0"]
+    assert main(argv) == 0
+    ((call,),) = [calls]
+    assert call["options"] == ["--workers", "2"]
+    assert call["argv"] == [
+        "serve", "--metrics-bind", ":0", conf, "m:app", "--", "--workers", "2",
+    ]  # fmt: skip
+    assert call["metrics"] is serve._prometheus_metrics
+    assert call["cfg"].settings["when_ready"].get().__name__ == "hook"
+    out = capsys.readouterr().out
+    assert out.startswith(f"wsgi-reproxy: {conf}: 1 sections,")
+    assert "capacity: 1 workers x 1 thread = 1 concurrent downloads" in out
+    # serve created the directory and removed it when gunicorn returned.
+    assert not os.path.exists(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+@pytest.mark.parametrize(
+    ("argv_tail", "available", "message"),
+    [
+        pytest.param(
+            ["--metrics-bind", "h:x"], True, "--metrics-bind wants HOST:PORT", id="bad"
+        ),
+        pytest.param(
+            ["--metrics-bind", ":9"], False, "wsgi_reproxy[prometheus]", id="missing"
+        ),
+    ],
+)
+def test_serve_metrics_bind_refusals_exit_2(
+    serve_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv_tail: list[str],
+    available: bool,
+    message: str,
+) -> None:
+    from wsgi_reproxy.__main__ import main
+    from wsgi_reproxy.run import serve
+
+    monkeypatch.setattr(serve, "prometheus_available", lambda: available)
+    monkeypatch.setattr(serve, "run_gunicorn", lambda *a, **k: pytest.fail("ran"))
+    assert main(["serve", str(serve_env / "r.conf"), "m:app", *argv_tail]) == 2
+    assert message in capsys.readouterr().err
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ

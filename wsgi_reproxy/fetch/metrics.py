@@ -56,9 +56,10 @@ class Metrics(Protocol):
         :param outcome: see the module documentation.
         :param status: the status the client got (the target's, or 502/504).
         :param bytes: body bytes sent to the client.
-        :param ttfb: seconds from the app's answer to the chosen target's
+        :param ttfb: seconds from the first try to the chosen target's
             response head (``None`` when no target answered).
-        :param duration: seconds from the app's answer to the end of the body.
+        :param duration: seconds from the first try to the end of the body
+            (to the 502/504 when none answered).
         """
 
     def try_succeeded(self, host: str) -> None:

@@ -37,7 +37,7 @@ class ReproxyRecord:
     :param url: the target URL that answered, unredacted.
     :param status: the target's status.
     :param tries: targets tried, the one that answered included.
-    :param started: ``time.monotonic()`` when the app's answer was seen.
+    :param started: ``time.monotonic()`` just before the first try.
     :param ttfb: seconds from *started* to the target's response head.
     :param request_id: from ``X-Request-ID`` or the server, if any.
     """

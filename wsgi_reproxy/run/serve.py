@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import shutil
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -171,15 +173,22 @@ def _serve_command(args: argparse.Namespace) -> int:
             install_hooks(application.cfg, bind, owned)
         print(summary_line(config, args.conf, application.cfg), flush=True)
 
-    run_gunicorn(
-        options,
-        load_app,
-        config,
-        proc_name=app_uri,
-        argv=own,
-        metrics=metrics,
-        before_run=before_run,
-    )
+    master = os.getpid()
+    try:
+        run_gunicorn(
+            options,
+            load_app,
+            config,
+            proc_name=app_uri,
+            argv=own,
+            metrics=metrics,
+            before_run=before_run,
+        )
+    finally:
+        # gunicorn's on_exit hook removes it too; this covers a failed start.
+        # Workers leave through here as well (SystemExit): never theirs.
+        if owned is not None and os.getpid() == master:
+            shutil.rmtree(owned, ignore_errors=True)
     return 0
 
 
