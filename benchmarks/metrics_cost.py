@@ -1,27 +1,26 @@
 """What ``metrics=`` costs on the 1 KiB path (issue 15).
 
-Run (about 40 s on 2 shared cores; needs ``prometheus_client``)::
+Run (about 30 s on 2 shared cores; needs ``prometheus_client``)::
 
-    python benchmarks/metrics_cost.py            # 7 rounds x 2,000 requests
-    python benchmarks/metrics_cost.py --quick    # 3 rounds x 1,000
+    python benchmarks/metrics_cost.py            # 15 rounds x 1,000 requests
+    python benchmarks/metrics_cost.py --quick    # 5 rounds x 500
 
 A minimal keep-alive storage node in its own process answers every GET with
-the same 1 KiB on 127.0.0.1.  Each measurement
-is a fresh Python process that wraps a one-line WSGI app answering
-``X-Reproxy-Url`` in ``ReproxyMiddleware`` and calls it directly (no WSGI
-server, so the middleware's own cost is not diluted), reading and closing
-every body; it reports the CPU time per request (``time.process_time``: the
-storage node's work is in the other process).  Three variants, interleaved
-round by round so drift hits all alike:
+the same 1 KiB on 127.0.0.1.  A measuring process wraps a one-line WSGI app
+answering ``X-Reproxy-Url`` in two ``ReproxyMiddleware`` instances, one with
+the default ``metrics=None`` (the no-op) and one with ``PrometheusMetrics()``,
+calls them directly (no WSGI server, so the middleware's own cost is not
+diluted), reading and closing every body, and alternates between them batch
+by batch so drift hits both alike.  It reports the CPU time per request
+(``time.process_time``: the storage node works in the other process).  Two
+such processes run: one in ``prometheus_client``'s single-process mode, one
+with ``PROMETHEUS_MULTIPROC_DIR`` set (every value an ``mmap`` write), as
+under ``serve --metrics-bind``.  (Separate processes per variant were tried
+first: their medians differed by ±50 µs whatever the metrics did.)
 
-``none``          the default ``metrics=None`` (the no-op);
-``prometheus``    ``PrometheusMetrics()``, one process;
-``multiprocess``  the same with ``PROMETHEUS_MULTIPROC_DIR`` set (each value
-                  an ``mmap`` write), as under ``serve --metrics-bind``.
-
-Printed: the median per variant and its difference to ``none``, in
-microseconds and percent, and the cost of one reproxy's metrics calls
-measured alone.
+Printed per mode: the medians with and without metrics, the median of the
+per-round differences, and the cost of one reproxy's metrics calls measured
+alone (five calls: cache miss, try, transfer start and end, finish).
 """
 
 from __future__ import annotations
@@ -35,9 +34,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = ("none", "prometheus", "multiprocess")
 
 # A keep-alive HTTP/1.1 node answering every GET with the same 1 KiB, head
 # and body in one send (http.server's two writes meet the client's delayed
@@ -68,39 +67,41 @@ sys.stdin.read()
 """
 
 
-def measure(variant: str, url: str, requests: int) -> dict[str, float]:
-    """Run in a child process: CPU µs per request, and per event set."""
+def measure(url: str, rounds: int, requests: int) -> dict[str, object]:
+    """Run in a child process: CPU µs per request without and with metrics."""
     from wsgi_reproxy import ReproxyMiddleware, parse_config
-
-    metrics = None
-    if variant != "none":
-        from wsgi_reproxy.prometheus import PrometheusMetrics
-
-        metrics = PrometheusMetrics()
+    from wsgi_reproxy.prometheus import PrometheusMetrics
 
     def app(environ: dict[str, object], start_response: object) -> list[bytes]:
         start_response("200 OK", [("X-Reproxy-Url", url)])  # type: ignore[operator]
         return [b""]
 
-    middleware = ReproxyMiddleware(
-        app, parse_config("AllowReproxy On\n"), metrics=metrics
-    )
+    config = parse_config("AllowReproxy On\n")
+    variants = {
+        "none": ReproxyMiddleware(app, config),
+        "prometheus": ReproxyMiddleware(app, config, metrics=PrometheusMetrics()),
+    }
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/f", "SCRIPT_NAME": ""}
 
-    def one() -> None:
-        body = middleware(dict(environ), lambda status, headers, exc_info=None: None)
-        for _ in body:
-            pass
-        body.close()  # type: ignore[attr-defined]
+    def batch(middleware: ReproxyMiddleware, count: int) -> float:
+        started = time.process_time()
+        for _ in range(count):
+            body = middleware(dict(environ), lambda s, h, exc_info=None: None)
+            for _ in body:
+                pass
+            body.close()  # type: ignore[attr-defined]
+        return (time.process_time() - started) / count * 1e6
 
-    for _ in range(300):  # warm: connections, caches, label children
-        one()
-    started = time.process_time()
-    for _ in range(requests):
-        one()
-    per_request = (time.process_time() - started) / requests * 1e6
+    for middleware in variants.values():  # warm: connections, label children
+        batch(middleware, 300)
+    per_round: dict[str, list[float]] = {name: [] for name in variants}
+    order = list(variants)
+    for _ in range(rounds):
+        for name in order:
+            per_round[name].append(batch(variants[name], requests))
+        order.reverse()  # neither always runs first (caches, the node's turn)
 
-    events = middleware.metrics
+    events = variants["prometheus"].metrics
     started = time.process_time()
     for _ in range(requests):
         events.cache_miss()
@@ -109,25 +110,24 @@ def measure(variant: str, url: str, requests: int) -> dict[str, float]:
         events.transfer_ended()
         events.reproxy_finished("served", 200, 1024, 0.0005, 0.001)
     per_events = (time.process_time() - started) / requests * 1e6
-    return {"request_us": per_request, "events_us": per_events}
+    return {"rounds": per_round, "events_us": per_events}
 
 
-def _child(variant: str, url: str, requests: int) -> dict[str, float]:
+def _child(multiprocess: bool, url: str, rounds: int, requests: int) -> Any:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with tempfile.TemporaryDirectory() as directory:
-        if variant == "multiprocess":
+        if multiprocess:
             env["PROMETHEUS_MULTIPROC_DIR"] = directory
         out = subprocess.run(
-            [sys.executable, __file__, "--child", variant, url, str(requests)],
+            [sys.executable, __file__, "--child", url, str(rounds), str(requests)],
             env=env,
             check=True,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=300,
         ).stdout
-    result: dict[str, float] = json.loads(out)
-    return result
+    return json.loads(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        variant, url, requests = args.child
-        print(json.dumps(measure(variant, url, int(requests))))
+        url, rounds, requests = args.child
+        print(json.dumps(measure(url, int(rounds), int(requests))))
         return 0
 
-    rounds, requests = (3, 1000) if args.quick else (7, 2000)
+    rounds, requests = (5, 500) if args.quick else (15, 1000)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     storage = subprocess.Popen(
         [sys.executable, "-c", _STORAGE],
@@ -152,29 +152,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         assert storage.stdout is not None
         url = storage.stdout.readline().strip()
-        results: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
-        for _ in range(rounds):
-            for variant in VARIANTS:
-                results[variant].append(_child(variant, url, requests))
+        results = {
+            mode: _child(mode == "multiprocess", url, rounds, requests)
+            for mode in ("single-process", "multiprocess")
+        }
     finally:
         assert storage.stdin is not None
         storage.stdin.close()
         storage.wait(timeout=10)
 
-    def median(variant: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[variant])
-
-    base = median("none", "request_us")
     load = os.getloadavg()[0]
-    print(f"1 KiB reproxy, CPU per request, median of {rounds} x {requests}")
+    print(f"1 KiB reproxy, CPU µs per request, {rounds} rounds x {requests}")
     print(f"(middleware called in-process; load average {load:.1f})")
-    print(f"{'variant':<14}{'request µs':>12}{'vs none':>10}{'':>8}{'events µs':>11}")
-    for variant in VARIANTS:
-        value = median(variant, "request_us")
-        delta = value - base
+    print(f"{'prometheus_client':<18}{'none':>8}{'metrics':>9}{'diff':>8}{'events':>8}")
+    for mode, result in results.items():
+        none, metrics = result["rounds"]["none"], result["rounds"]["prometheus"]
+        diff = statistics.median(m - n for n, m in zip(none, metrics, strict=True))
         print(
-            f"{variant:<14}{value:>12.1f}{delta:>+10.1f}{delta / base:>+8.1%}"
-            f"{median(variant, 'events_us'):>11.2f}"
+            f"{mode:<18}{statistics.median(none):>8.1f}"
+            f"{statistics.median(metrics):>9.1f}{diff:>+8.1f}"
+            f"{result['events_us']:>8.2f}"
         )
     return 0
 
