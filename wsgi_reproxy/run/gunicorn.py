@@ -184,9 +184,9 @@ def share_gunicorn_log() -> None:
     """Send ``wsgi_reproxy``'s log lines to gunicorn's error log.
 
     The library only logs (one INFO line per reproxy, WARNING per failed
-    target) and never configures logging, and its package logger has a
-    ``NullHandler``, so without configuration even warnings would vanish.
-    When nothing configured logging (the root logger has no handler: no
+    target) and never configures logging; without configuration only its
+    WARNINGs would be seen (through ``wsgi.errors``, :mod:`wsgi_reproxy.logs`),
+    the INFO lines never.  When nothing configured logging (the root logger has no handler: no
     ``--log-config``, no ``logging.basicConfig`` or Django ``LOGGING`` in the
     app), ``serve`` attaches gunicorn's error-log handlers and level
     (``--log-level``, ``--error-logfile``) to the ``wsgi_reproxy`` logger, as
