@@ -185,8 +185,9 @@ def share_gunicorn_log() -> None:
 
     The library only logs (one INFO line per reproxy, WARNING per failed
     target) and never configures logging; without configuration only its
-    WARNINGs would be seen (through ``wsgi.errors``, :mod:`wsgi_reproxy.logs`),
-    the INFO lines never.  When nothing configured logging (the root logger has no handler: no
+    WARNINGs would be seen (through ``wsgi.errors``; see
+    :mod:`wsgi_reproxy.logs`), the INFO lines never.  When nothing configured
+    logging (the root logger has no handler: no
     ``--log-config``, no ``logging.basicConfig`` or Django ``LOGGING`` in the
     app), ``serve`` attaches gunicorn's error-log handlers and level
     (``--log-level``, ``--error-logfile``) to the ``wsgi_reproxy`` logger, as
