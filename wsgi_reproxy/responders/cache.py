@@ -173,16 +173,13 @@ class ReproxyCache:
                 self._drop(key, entry)
                 self._expired += 1
                 entry = None
-            if entry is not None:
+            if entry is None:
+                self._misses += 1
+            else:
                 self._entries.move_to_end(key)
                 self._hits += 1
-            else:
-                self._misses += 1
         # Outside the lock: a metrics call may take its own.
-        if entry is None:
-            self.metrics.cache_miss()
-        else:
-            self.metrics.cache_hit()
+        (self.metrics.cache_miss if entry is None else self.metrics.cache_hit)()
         return entry
 
     def put(
