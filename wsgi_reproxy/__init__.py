@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 from .config.settings import Settings
 from .exceptions import ConfigError, ReproxyError, TruncatedBodyError, UpstreamError
+from .logs import install_fallback
 from .middleware import ReproxyMiddleware
 from .resolve.resolver import Config, load_config, parse_config
 from .responders.apps import can_reproxy
@@ -13,8 +12,10 @@ from .responders.cache import ReproxyCache
 
 __version__ = "0.1.0.dev0"
 
-# A library never configures logging; this only silences "no handler" noise.
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+# A library never configures logging; in place of the usual NullHandler, one
+# that sends WARNING and above to the request's wsgi.errors until the app
+# configures logging (SPEC §5; wsgi_reproxy.logs).
+install_fallback(__name__)
 
 __all__ = [
     "Config",

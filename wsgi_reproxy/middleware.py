@@ -21,6 +21,8 @@ import urllib3
 from .config.headernames import is_reproxy_header
 from .config.settings import Settings
 from .fetch.fetcher import DEFAULT_CHUNK_SIZE, Fetcher
+from .fetch.metrics import NO_METRICS, Metrics
+from .logs import set_request_errors
 from .resolve.resolver import Config, load_config
 from .responders import apps
 from .responders.cache import ReproxyCache
@@ -139,6 +141,9 @@ class ReproxyMiddleware:
     :param logger: where reproxy lines go.
     :param document_root: the directory ``<Directory>`` sections see URL
         paths under, overriding ``DocumentRoot``.
+    :param metrics: told about every reproxy, try, cache lookup and transfer
+        (a :class:`wsgi_reproxy.fetch.metrics.Metrics`, e.g.
+        :class:`wsgi_reproxy.prometheus.PrometheusMetrics`).
     """
 
     def __init__(
@@ -165,6 +170,8 @@ class ReproxyMiddleware:
         # httpd, SCRIPT_FILENAME (mod_wsgi) and the Alias family still map
         # first (SPEC §3).
         document_root: str | os.PathLike[str] | None = None,
+        # None: events are dropped (an empty method call each).
+        metrics: Metrics | None = None,
     ) -> None:
         if isinstance(config, (str, os.PathLike)):
             config = load_config(config)
@@ -175,14 +182,22 @@ class ReproxyMiddleware:
         self.app = app
         self.config: SettingsSource = config
         self.logger = logger if logger is not None else logging.getLogger(__name__)
+        self.metrics: Metrics = NO_METRICS if metrics is None else metrics
         self.fetcher = Fetcher(pool, chunk_size=chunk_size, log=self.logger)
+        self.fetcher.metrics = self.metrics
         self.max_urls = max_urls
         if cache is True:
             cache = ReproxyCache()
+        if isinstance(cache, ReproxyCache) and cache.metrics is NO_METRICS:
+            cache.metrics = self.metrics  # a caller's cache built without one
         self.cache: ResponseCache | None = None if cache is False else cache
         self.file_responder = file_responder or self.serve_file
         self.urls = UrlResponder(
-            self.fetcher, max_urls=max_urls, cache=self.cache, log=self.logger
+            self.fetcher,
+            max_urls=max_urls,
+            cache=self.cache,
+            log=self.logger,
+            metrics=self.metrics,
         )
         self.triggers = TriggerDispatch(
             urls=self.urls, files=self.file_responder, log=self.logger
@@ -191,6 +206,8 @@ class ReproxyMiddleware:
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
+        # Where WARNINGs go while the app has not configured logging (SPEC §5).
+        set_request_errors(environ.get("wsgi.errors"))
         settings = self.config.resolve(environ)
         environ[SETTINGS_KEY] = settings
         if not settings.allow_reproxy:

@@ -2,9 +2,10 @@
 
 Kept apart from :mod:`_bench.app` so the perlbal/nginx backend never imports
 the package under test. Logging stays as gunicorn leaves it: the
-``wsgi_reproxy`` logger has only its ``NullHandler``, so the per-reproxy INFO
-line costs a level check, and WARNINGs (a dead first URL) reach stderr
-through Python's last-resort handler, as they would in a default deployment.
+``wsgi_reproxy`` logger has only its ``wsgi.errors`` fallback, so the
+per-reproxy INFO line costs a level check, and WARNINGs (a dead first URL)
+reach gunicorn's error log through ``wsgi.errors``, as they would in a
+default deployment.
 """
 
 from __future__ import annotations

@@ -10,4 +10,5 @@ buffering, or the list of :class:`~wsgi_reproxy.UpstreamError` failures::
     body        the streaming body and its connection's return to the pool
     pool        the process-wide connection pool, rebuilt after fork
     boundary    urllib3 exceptions -> UpstreamError, in one place
+    metrics     the Metrics protocol (one call per event) and its no-op
 """

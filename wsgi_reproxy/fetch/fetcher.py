@@ -35,6 +35,7 @@ from ..exceptions import TruncatedBodyError, UpstreamError
 from .body import DEFAULT_CHUNK_SIZE, Upstream, UpstreamBody, discard
 from .boundary import upstream_errors
 from .exchange import Response, Timeouts, send
+from .metrics import NO_METRICS, Metrics, is_allowlist_refusal, target_host
 from .pool import DEFAULT_MAXSIZE, DEFAULT_NUM_POOLS, default_pool
 from .targets import check_url
 from .wire import Head
@@ -109,6 +110,10 @@ class Fetcher:
     :param chunk_size: bytes per body read (see :data:`DEFAULT_CHUNK_SIZE`).
     :param log: where failed tries are logged (WARNING).
     """
+
+    #: Told about every try (:mod:`~wsgi_reproxy.fetch.metrics`); the
+    #: middleware sets its own.
+    metrics: Metrics = NO_METRICS
 
     def __init__(
         self,
@@ -275,6 +280,10 @@ class Fetcher:
                     exc.describe(show_query=settings.log_query),
                 )
                 errors.append(exc)
+                self.metrics.try_failed(target_host(url), exc.reason)
+                if is_allowlist_refusal(exc.reason):  # a redirect hop's
+                    self.metrics.allowlist_refused(target_host(url))
                 continue
+            self.metrics.try_succeeded(target_host(url))
             return upstream, errors
         return None, errors

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config.settings import Settings
+from ..fetch.metrics import NO_METRICS, Metrics
 from .cachefor import CacheKey, cache_key, parse_cache_for
 from .headers import header_values
 
@@ -140,6 +141,8 @@ class ReproxyCache:
     :param max_bytes: the most approximate bytes kept (key, URLs and header
         names and values); an entry larger than this is not stored.
     :param clock: a monotonic clock in seconds; tests inject their own.
+    :param metrics: told of every hit, miss and eviction; the middleware
+        gives a cache built with the default its own ``metrics=``.
     """
 
     def __init__(
@@ -147,12 +150,15 @@ class ReproxyCache:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         max_bytes: int = DEFAULT_MAX_BYTES,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         if max_entries < 1 or max_bytes < 1:
             raise ValueError("max_entries and max_bytes must be positive")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._clock = clock
+        self.metrics = metrics
         self._lock = threading.Lock()
         self._entries: OrderedDict[CacheKey, CacheEntry] = OrderedDict()
         self._bytes = 0
@@ -175,10 +181,12 @@ class ReproxyCache:
                 entry = None
             if entry is None:
                 self._misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self._hits += 1
-            return entry
+            else:
+                self._entries.move_to_end(key)
+                self._hits += 1
+        # Outside the lock: a metrics call may take its own.
+        (self.metrics.cache_miss if entry is None else self.metrics.cache_hit)()
+        return entry
 
     def put(
         self,
@@ -200,6 +208,7 @@ class ReproxyCache:
         if not urls or seconds <= 0 or size > self.max_bytes:
             return None
         entry = CacheEntry(urls, headers, self._clock() + seconds, size)
+        evicted = 0
         with self._lock:
             old = self._entries.get(key)
             if old is not None:
@@ -209,7 +218,10 @@ class ReproxyCache:
             while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
                 lru_key, lru = next(iter(self._entries.items()))
                 self._drop(lru_key, lru)
-                self._evictions += 1
+                evicted += 1
+            self._evictions += evicted
+        for _ in range(evicted):
+            self.metrics.cache_eviction()
         return entry
 
     def _drop(self, key: CacheKey, entry: CacheEntry) -> None:

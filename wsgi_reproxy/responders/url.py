@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..config.settings import Settings
 from ..exceptions import BusyError, UpstreamError, redact_query
 from ..fetch.fetcher import Fetcher
+from ..fetch.metrics import NO_METRICS, Metrics, is_allowlist_refusal, target_host
 from ..fetch.targets import check_url, split_urls
+from ..logs import request_id
 from .headers import (
     DEPTH_ENVIRON_KEY,
     DEPTH_HEADER,
@@ -32,6 +34,7 @@ from .headers import (
     header_values,
     status_line,
 )
+from .transfer import ReproxyRecord, Transfer, fields
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -64,6 +67,7 @@ class UrlResponder:
     :param max_urls: URLs tried per response at most.
     :param cache: where a served URL list is remembered, or ``None``.
     :param log: where reproxy and failure lines go.
+    :param metrics: told about every reproxy (:mod:`wsgi_reproxy.fetch.metrics`).
     """
 
     def __init__(
@@ -73,11 +77,13 @@ class UrlResponder:
         max_urls: int,
         cache: ResponseCache | None,
         log: logging.Logger,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.fetcher = fetcher
         self.max_urls = max_urls
         self.cache = cache
         self.logger = log
+        self.metrics = metrics
 
     def respond(
         self,
@@ -91,7 +97,9 @@ class UrlResponder:
             # SPEC §4.10: a target request (perhaps our own): reproxying it
             # again could loop forever (h2o answers 502 and stops, too).
             detail = f"the request carries {DEPTH_HEADER} (a reproxy sent it)"
-            return self._bad_gateway(environ, settings, [], start_response, detail)
+            return self._bad_gateway(
+                environ, settings, [], 0, time.monotonic(), start_response, detail
+            )
         show = settings.log_query
         urls = split_urls(header_values(app_headers, "X-Reproxy-Url"), self.max_urls)
         errors: list[UpstreamError] = []
@@ -110,6 +118,8 @@ class UrlResponder:
                 shown = url if show else redact_query(url)
                 self.logger.warning("reproxy URL %r skipped: %s", shown, reason)
                 errors.append(UpstreamError(url, reason))
+                if is_allowlist_refusal(reason):
+                    self.metrics.allowlist_refused(target_host(url))
 
         expected = expected_size(app_headers)
         if isinstance(expected, str):
@@ -128,24 +138,25 @@ class UrlResponder:
         )
         errors += failures
         if upstream is None:
-            return self._bad_gateway(environ, settings, errors, start_response)
+            return self._bad_gateway(
+                environ, settings, errors, len(failures), started, start_response
+            )
         if self.cache is not None:
             self.cache.remember(environ, settings, app_headers, valid)
 
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        source = upstream.url if show else redact_query(upstream.url)
-
-        def log_transfer(sent: int, complete: bool) -> None:
-            self.logger.info(
-                "reproxied %s from %s: %d, %d bytes in %.3fs%s",
-                path, source, upstream.status, sent,
-                time.monotonic() - started, "" if complete else unread,
-            )  # fmt: skip
-
         head_as_get = head and method == "GET"
-        unread = " (GET for HEAD, not read)" if head_as_get else " (incomplete)"
-
-        upstream.body.on_close = log_transfer
+        record = ReproxyRecord(
+            path=environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+            url=upstream.url,
+            status=upstream.status,
+            tries=len(failures) + 1,
+            started=started,
+            ttfb=time.monotonic() - started,
+            request_id=request_id(environ),
+            show_query=show,
+            unread=" (GET for HEAD, not read)" if head_as_get else " (incomplete)",
+        )
+        transfer = Transfer(upstream.body, record, self.logger, self.metrics)
         try:
             start_response(
                 status_line(upstream.status, upstream.reason),
@@ -154,18 +165,21 @@ class UrlResponder:
         except BaseException:
             upstream.body.close()
             raise
+        self.metrics.transfer_started()
         if head_as_get:
             # The client asked for no body: close the GET unread, which drops
             # its connection rather than draining the whole object.
-            upstream.body.close()
+            transfer.close()
             return []
-        return upstream.body
+        return transfer
 
     def _bad_gateway(
         self,
         environ: WSGIEnvironment,
         settings: Settings,
         errors: list[UpstreamError],
+        tries: int,
+        started: float,
         start_response: StartResponse,
         detail: str = "no target URL",
     ) -> Iterable[bytes]:
@@ -182,11 +196,19 @@ class UrlResponder:
         else:
             status = "502 Bad Gateway"
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        duration = time.monotonic() - started
+        self.metrics.reproxy_finished("failed", int(status[:3]), 0, None, duration)
         self.logger.warning(
             "reproxy of %s failed (%s): %s",
             path, status[:3],
             "; ".join(e.describe(show_query=settings.log_query) for e in errors)
             or detail,
+            extra=fields(
+                url=errors[-1].url if errors else None, status=int(status[:3]),
+                sent=0, ttfb=None, duration=duration, tries=tries,
+                outcome="failed", request_id=request_id(environ),
+                show_query=settings.log_query,
+            ),
         )  # fmt: skip
         # The internal URLs stay in the log; the client learns nothing of them.
         body = f"{status}\n\nThe requested file could not be fetched.\n".encode()

@@ -6,6 +6,8 @@ server running the wrapped app (``serve``), or the self-contained demo::
     cli         check / explain
     serve       serve / demo commands, gunicorn options
     gunicorn    the gunicorn Application embedding
+    metricsbind serve --metrics-bind: /metrics from the gunicorn master
+    summary     the effective-config line serve prints at startup
     demo        storage node + Flask app + gunicorn on loopback
     storage     the loopback storage node the demo and tests use
 """

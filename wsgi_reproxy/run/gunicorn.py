@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
+    from ..fetch.metrics import Metrics
     from ..resolve.resolver import Config
 
 
@@ -42,14 +43,20 @@ def run_gunicorn(
     proc_name: str = "wsgi-reproxy",
     settings: Mapping[str, object] | None = None,
     argv: Sequence[str] | None = None,
+    metrics: Callable[[], Metrics] | None = None,
+    before_run: Callable[[Any], None] | None = None,
 ) -> None:
     """Run gunicorn in this process until it stops (it exits via ``SystemExit``).
 
-    The parameters are :func:`make_application`'s.
+    The parameters are :func:`make_application`'s, and *before_run*, called
+    with the configured application just before it runs.
     """
     application = make_application(
-        options, load_app, config, proc_name=proc_name, settings=settings, argv=argv
-    )
+        options, load_app, config, proc_name=proc_name, settings=settings,
+        argv=argv, metrics=metrics,
+    )  # fmt: skip
+    if before_run is not None:
+        before_run(application)
     application.run()
 
 
@@ -61,6 +68,7 @@ def make_application(
     proc_name: str = "wsgi-reproxy",
     settings: Mapping[str, object] | None = None,
     argv: Sequence[str] | None = None,
+    metrics: Callable[[], Metrics] | None = None,
 ) -> Any:
     """A configured gunicorn ``Application``; its ``run()`` starts the server.
 
@@ -76,6 +84,8 @@ def make_application(
     :param argv: the ``wsgi-reproxy`` arguments that start this server again;
         with a gevent worker class, the process re-executes itself with them
         after monkey-patching first (see :func:`_gevent_reexec`).
+    :param metrics: builds the middleware's ``metrics=`` where the app is
+        loaded (each worker, or the arbiter with ``--preload``).
     """
     from gunicorn.app.base import Application
 
@@ -127,7 +137,9 @@ def make_application(
             app = load_app()
             # After the app: its own logging setup, if any, comes first.
             share_gunicorn_log()
-            return ReproxyMiddleware(app, config)
+            return ReproxyMiddleware(
+                app, config, metrics=None if metrics is None else metrics()
+            )
 
     return _ReproxyApplication()
 
@@ -172,9 +184,10 @@ def share_gunicorn_log() -> None:
     """Send ``wsgi_reproxy``'s log lines to gunicorn's error log.
 
     The library only logs (one INFO line per reproxy, WARNING per failed
-    target) and never configures logging, and its package logger has a
-    ``NullHandler``, so without configuration even warnings would vanish.
-    When nothing configured logging (the root logger has no handler: no
+    target) and never configures logging; without configuration only its
+    WARNINGs would be seen (through ``wsgi.errors``; see
+    :mod:`wsgi_reproxy.logs`), the INFO lines never.  When nothing configured
+    logging (the root logger has no handler: no
     ``--log-config``, no ``logging.basicConfig`` or Django ``LOGGING`` in the
     app), ``serve`` attaches gunicorn's error-log handlers and level
     (``--log-level``, ``--error-logfile``) to the ``wsgi_reproxy`` logger, as

@@ -19,17 +19,21 @@ for the ``gunicorn`` command.  gunicorn is the ``serve`` extra: without it,
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import shutil
 import sys
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConfigError
 from ..fetch.pool import DEFAULT_MAXSIZE, MAX_CONNECTIONS_ENV
 from .gunicorn import gunicorn_available, run_gunicorn
+from .summary import summary_line
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
+    from ..fetch.metrics import Metrics
     from ..resolve.resolver import Config
 
 _INSTALL_HINT = (
@@ -72,6 +76,12 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
         metavar="N",
         help="connections per storage node and worker, busy and idle (default "
         f"{DEFAULT_MAXSIZE}); past it a request waits the connect timeout, then 503",
+    )
+    serve.add_argument(
+        "--metrics-bind",
+        metavar="ADDR",
+        help="serve Prometheus /metrics on HOST:PORT from the gunicorn master "
+        "(needs the prometheus extra)",
     )
     serve.add_argument(
         "gunicorn_args",
@@ -143,15 +153,70 @@ def _serve_command(args: argparse.Namespace) -> int:
         app: WSGIApplication = util.import_app(app_uri)
         return app
 
-    options = _gunicorn_options(args)
-    run_gunicorn(
-        options,
-        load_app,
-        config,
-        proc_name=app_uri,
-        argv=["serve", args.conf, app_uri, "--", *options],
+    from .metricsbind import take_metrics_bind
+
+    args.metrics_bind, args.gunicorn_args = take_metrics_bind(
+        list(args.gunicorn_args), args.metrics_bind
     )
+    options = _gunicorn_options(args)
+    own = ["serve", args.conf, app_uri, "--", *options]
+    metrics = None
+    bind: tuple[str, int] = ("127.0.0.1", 0)
+    owned: str | None = None
+    if args.metrics_bind is not None:
+        from .metricsbind import parse_bind, prepare_directory
+
+        try:
+            bind = parse_bind(args.metrics_bind)
+        except ValueError as exc:
+            print(f"serve: {exc}", file=sys.stderr)
+            return 2
+        if not prometheus_available():
+            print(
+                _INSTALL_HINT.format(command="serve", extra="prometheus"),
+                file=sys.stderr,
+            )
+            return 2
+        # Before prometheus_client is imported: it reads the variable then.
+        owned = prepare_directory()
+        own[1:1] = ["--metrics-bind", args.metrics_bind]
+        metrics = _prometheus_metrics
+
+    def before_run(application: Any) -> None:
+        if args.metrics_bind is not None:
+            from .metricsbind import install_hooks
+
+            install_hooks(application.cfg, bind, owned)
+        print(summary_line(config, args.conf, application.cfg), flush=True)
+
+    master = os.getpid()
+    try:
+        run_gunicorn(
+            options,
+            load_app,
+            config,
+            proc_name=app_uri,
+            argv=own,
+            metrics=metrics,
+            before_run=before_run,
+        )
+    finally:
+        # gunicorn's on_exit hook removes it too; this covers a failed start.
+        # Workers leave through here as well (SystemExit): never theirs.
+        if owned is not None and os.getpid() == master:
+            shutil.rmtree(owned, ignore_errors=True)
     return 0
+
+
+def prometheus_available() -> bool:
+    """``True`` when prometheus_client can be imported."""
+    return importlib.util.find_spec("prometheus_client") is not None
+
+
+def _prometheus_metrics() -> Metrics:
+    from ..prometheus import PrometheusMetrics
+
+    return PrometheusMetrics()
 
 
 def _demo_command(args: argparse.Namespace) -> int:
