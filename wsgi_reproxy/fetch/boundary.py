@@ -42,8 +42,10 @@ def upstream_errors(
         reason = exc.reason if exc.reason is not None else exc
         raise _translate(url, reason, error) from exc
     except FramingError as exc:
-        # RFC 9112: a response whose framing is in doubt is never passed on.
-        raise error(url, f"bad response framing: {exc}") from exc
+        # RFC 9112: a response whose framing is in doubt is never passed on;
+        # once the body has started, the framing breaking is a broken body.
+        what = "body broke off" if error is not UpstreamError else "bad framing"
+        raise error(url, f"{what}: {exc}") from exc
     except (HTTPError, OSError) as exc:
         raise _translate(url, exc, error) from exc
 
