@@ -24,7 +24,8 @@ from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.util import parse_url
 
-from .wire import Body, FramingError, Head, SocketReader, StaleConnection, read_head
+from .head import Head, read_head
+from .wire import Body, FramingError, SocketReader, StaleConnection
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 

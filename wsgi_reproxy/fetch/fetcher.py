@@ -35,10 +35,10 @@ from ..exceptions import TruncatedBodyError, UpstreamError
 from .body import DEFAULT_CHUNK_SIZE, Upstream, UpstreamBody, discard
 from .boundary import upstream_errors
 from .exchange import Response, Timeouts, send
+from .head import Head
 from .metrics import NO_METRICS, Metrics, is_allowlist_refusal, target_host
 from .pool import DEFAULT_MAXSIZE, DEFAULT_NUM_POOLS, default_pool
 from .targets import check_url
-from .wire import Head
 
 __all__ = [
     "ANSWER_STATUSES",
