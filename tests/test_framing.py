@@ -484,3 +484,50 @@ def test_default_pool_bound_comes_from_the_environment(monkeypatch: Any) -> None
     monkeypatch.setenv(pool_module.MAX_CONNECTIONS_ENV, "0")
     with pytest.raises(ValueError, match="positive"):
         pool_module.max_connections()
+
+
+def test_target_sees_the_request_as_it_reached_the_middleware(
+    server: ScriptedServer, one_conn: urllib3.PoolManager
+) -> None:
+    # An inner layer may rewrite the environ (PEP 3333): a HEAD made into a
+    # GET must still be a HEAD at the target, and its body never sent.
+    seen: list[bytes] = []
+    server.scripts["/m"] = [b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"]
+
+    def rewriting(environ: Any, start_response: Any) -> list[bytes]:
+        environ["REQUEST_METHOD"] = "GET"
+        environ["PATH_INFO"] = "/elsewhere"
+        return reproxy_app(environ, start_response)
+
+    original = ScriptedServer._serve
+
+    def recording(self: ScriptedServer, conn: socket.socket, number: int) -> None:
+        class Spy:
+            def __init__(self, sock: socket.socket) -> None:
+                self.sock = sock
+
+            def recv(self, n: int) -> bytes:
+                data = self.sock.recv(n)
+                seen.append(data)
+                return data
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.sock, name)
+
+            def __enter__(self) -> Any:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                self.sock.close()
+
+        original(self, Spy(conn), number)  # type: ignore[arg-type]
+
+    server._serve = recording.__get__(server)  # type: ignore[method-assign]
+    config = parse_config("AllowReproxy On\nReproxyTimeout 2 1\n")
+    app = webtest.TestApp(
+        ReproxyMiddleware(rewriting, config, pool=one_conn, cache=False)
+    )
+    response = app.head("/?" + server.url("/m"), status="*")
+    assert response.status_int == 200
+    assert response.headers["Content-Length"] == "4"
+    assert b"".join(seen).startswith(b"HEAD /m HTTP/1.1\r\n")

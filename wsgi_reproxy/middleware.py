@@ -222,6 +222,10 @@ class ReproxyMiddleware:
                 )
 
         exchange = _Exchange(start_response)
+        # The request as it reached us: an inner layer may rewrite the method
+        # or the path (PEP 3333 allows it), but what the target is asked and
+        # what the log names is what the client sent.
+        request = dict(environ)
         app_iter = self.app(environ, exchange.start_response)
         pulled: list[bytes] | None = None
         rest: Iterator[bytes] | None = None
@@ -246,7 +250,7 @@ class ReproxyMiddleware:
             return _Resumed(pulled, rest, app_iter)
         # SPEC §4.2: closed, never read; pulled items are dropped unseen.
         _close(app_iter)
-        return self.respond(environ, settings, exchange.headers, start_response)
+        return self.respond(request, settings, exchange.headers, start_response)
 
     def respond(
         self,
