@@ -175,9 +175,10 @@ def test_expected_size_error(
 
 
 @pytest.mark.parametrize("chunk", [1024, 64 * 1024, 1 << 20])
-def test_body_reads_in_chunk_size_pieces(
+def test_body_reads_at_most_chunk_size_pieces(
     chunk: int, target: TargetServer, pool: Any
 ) -> None:
+    # How the reads grow to chunk_size: tests/test_body_sizing.py.
     upstream = Fetcher(pool, chunk_size=chunk).open(
         target.url("/files/1m.bin"), "GET", {}, SETTINGS
     )
@@ -186,7 +187,7 @@ def test_body_reads_in_chunk_size_pieces(
     finally:
         upstream.body.close()
     assert sum(sizes) == 1 << 20
-    assert max(sizes) == chunk
+    assert max(sizes) <= chunk
     assert upstream.body.complete
 
 

@@ -1,9 +1,9 @@
 """One target response: its record and its streaming body.
 
 :class:`UpstreamBody` is the WSGI response iterable for a urllib3 response
-opened with ``preload_content=False``: it reads ``chunk_size`` bytes at a
-time and never buffers the body; :func:`discard` gives back a response that
-will not be used::
+opened with ``preload_content=False``: it reads at most ``chunk_size`` bytes
+at a time, sized to how fast the client takes them, and never buffers the
+body; :func:`discard` gives back a response that will not be used::
 
     body = UpstreamBody(response, url)
     try:
@@ -16,6 +16,7 @@ will not be used::
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,25 @@ logger = logging.getLogger("wsgi_reproxy.fetch.fetcher")
 #: 0.16 s of CPU per GiB); the WSGI server's per-chunk write is what larger
 #: chunks save.  The price is one transient 1 MiB ``bytes`` per response.
 DEFAULT_CHUNK_SIZE = 1024 * 1024
+
+#: The smallest read, and the first: what a slow client costs.  While the
+#: server sends a chunk, that chunk is held in memory (the WSGI server's
+#: ``sendall`` keeps it until the kernel took the last byte), so a client
+#: draining 100 kB/s would pin a whole 1 MiB read for ten seconds.  16 KiB
+#: keeps a slow download's memory near nginx's (its default proxy buffers
+#: are 4-8 KiB pages) at six reads a second for a 100 kB/s client.
+MIN_CHUNK_SIZE = 16 * 1024
+
+#: How long the server may take to send one chunk for the client to count
+#: as keeping up.  The time from yielding a chunk to being asked for the
+#: next one is the time the WSGI server took to hand it to the kernel, so
+#: ``bytes / that time`` is the rate the client drains at (once the socket
+#: buffer is full; before that sends return at once and the client looks
+#: fast, which only lets the size grow).  The next read is that rate times
+#: this budget, between :data:`MIN_CHUNK_SIZE` and ``chunk_size``, and at
+#: most double the last: 1 MiB reads need a client taking about 50 MB/s,
+#: a 1 MB/s client gets 20 KiB, anything under 800 kB/s the minimum.
+KEEPS_UP_SECONDS = 0.02
 
 #: Bytes read from a failed response before its connection is given back;
 #: a longer error body is cheaper to drop with the connection (SPEC §4.3).
@@ -62,7 +82,9 @@ class Upstream:
 class UpstreamBody:
     """A WSGI response iterable streaming a urllib3 response.
 
-    Reads ``chunk_size`` bytes at a time without content decoding.  When the
+    Reads without content decoding, :data:`MIN_CHUNK_SIZE` bytes first,
+    then as much as the client took in :data:`KEEPS_UP_SECONDS` the last
+    time, doubling at most per read, never more than ``chunk_size``.  When the
     target breaks off, or sends fewer bytes than its ``Content-Length``
     (urllib3 enforces it), iteration raises :class:`TruncatedBodyError`.
 
@@ -88,6 +110,10 @@ class UpstreamBody:
         self._log = log
         self.url = url
         self.chunk_size = chunk_size
+        #: the size of the next read (see :meth:`_next_read_size`)
+        self.read_size = min(chunk_size, MIN_CHUNK_SIZE)
+        self._yielded_at = 0.0  # monotonic time the last chunk was returned
+        self._last_len = 0
         self.bytes_sent = 0
         self.complete = False
         self._closed = False
@@ -99,9 +125,11 @@ class UpstreamBody:
     def __next__(self) -> bytes:
         if self.complete or self._closed:
             raise StopIteration
+        if self._last_len:
+            self.read_size = self._next_read_size(time.monotonic() - self._yielded_at)
         try:
             with upstream_errors(self.url, error=TruncatedBodyError):
-                data = self._response.read(self.chunk_size, decode_content=False)
+                data = self._response.read(self.read_size, decode_content=False)
         except TruncatedBodyError as exc:
             self._log.warning(
                 "reproxy body broke off after %d bytes: %s", self.bytes_sent, exc
@@ -111,7 +139,22 @@ class UpstreamBody:
             self.complete = True
             raise StopIteration
         self.bytes_sent += len(data)
+        self._last_len = len(data)
+        self._yielded_at = time.monotonic()
         return data
+
+    def _next_read_size(self, send_seconds: float) -> int:
+        """The next read's size, given how long the last chunk took to send.
+
+        :param send_seconds: time between returning the last chunk and
+            being asked for the next: the WSGI server writing it out.
+        """
+        floor = min(self.chunk_size, MIN_CHUNK_SIZE)
+        ceiling = min(self.chunk_size, 2 * self.read_size)
+        if send_seconds <= 0:
+            return ceiling
+        taken = int(self._last_len * KEEPS_UP_SECONDS / send_seconds)
+        return max(floor, min(ceiling, taken))
 
     def close(self) -> None:
         """Give the connection back (or drop it) and report; idempotent."""

@@ -6,6 +6,8 @@ server running the wrapped app (``serve``), or the self-contained demo::
     cli         check / explain
     serve       serve / demo commands, gunicorn options
     gunicorn    the gunicorn Application embedding
+    defaults    serve's gunicorn defaults: gevent, open files, warnings
+    sendtimeout a client that stops reading is cut after a send timeout
     demo        storage node + Flask app + gunicorn on loopback
     storage     the loopback storage node the demo and tests use
 """

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
     from ..resolve.resolver import Config
 
+#: gunicorn settings, or a callable computing them from the parsed ``cfg``.
+Defaults = Mapping[str, object] | Callable[[Any], Mapping[str, object]]
+
 
 def gunicorn_available() -> bool:
     """``True`` when gunicorn can be imported."""
@@ -42,13 +45,24 @@ def run_gunicorn(
     proc_name: str = "wsgi-reproxy",
     settings: Mapping[str, object] | None = None,
     argv: Sequence[str] | None = None,
+    defaults: Defaults | None = None,
+    configure: Callable[[Any], None] | None = None,
+    wrap: Callable[[WSGIApplication], WSGIApplication] | None = None,
 ) -> None:
     """Run gunicorn in this process until it stops (it exits via ``SystemExit``).
 
     The parameters are :func:`make_application`'s.
     """
     application = make_application(
-        options, load_app, config, proc_name=proc_name, settings=settings, argv=argv
+        options,
+        load_app,
+        config,
+        proc_name=proc_name,
+        settings=settings,
+        argv=argv,
+        defaults=defaults,
+        configure=configure,
+        wrap=wrap,
     )
     application.run()
 
@@ -61,6 +75,9 @@ def make_application(
     proc_name: str = "wsgi-reproxy",
     settings: Mapping[str, object] | None = None,
     argv: Sequence[str] | None = None,
+    defaults: Defaults | None = None,
+    configure: Callable[[Any], None] | None = None,
+    wrap: Callable[[WSGIApplication], WSGIApplication] | None = None,
 ) -> Any:
     """A configured gunicorn ``Application``; its ``run()`` starts the server.
 
@@ -76,6 +93,13 @@ def make_application(
     :param argv: the ``wsgi-reproxy`` arguments that start this server again;
         with a gevent worker class, the process re-executes itself with them
         after monkey-patching first (see :func:`_gevent_reexec`).
+    :param defaults: gunicorn settings for what neither a config file,
+        ``$GUNICORN_CMD_ARGS`` nor *options* set; a callable gets the parsed
+        ``cfg`` and returns them (``serve``'s gevent default, see
+        :mod:`.defaults`).
+    :param configure: called with the final ``cfg`` in the process that
+        runs the arbiter (after any gevent re-exec), before it binds.
+    :param wrap: applied around the middleware in :meth:`load`.
     """
     from gunicorn.app.base import Application
 
@@ -98,6 +122,7 @@ def make_application(
             env_args = parser.parse_args(self.cfg.get_cmd_args_from_env())
             for key, value in self.init(parser, cmdline, cmdline.args).items():
                 self.cfg.set(key, value)
+            before = {key: s.value for key, s in self.cfg.settings.items()}
             self.chdir()
             config_file = cmdline.config or env_args.config
             if config_file is None:
@@ -108,10 +133,18 @@ def make_application(
                 config_file = get_default_config_file()
             if config_file is not None:
                 self.load_config_from_file(config_file)
+            explicit = {
+                key for key, s in self.cfg.settings.items() if s.value != before[key]
+            }
             for parsed in (env_args, cmdline):
                 for key, value in vars(parsed).items():
                     if value is not None and key != "args":
                         self.cfg.set(key.lower(), value)
+                        explicit.add(key.lower())
+            chosen = defaults(self.cfg) if callable(defaults) else defaults
+            for key, value in (chosen or {}).items():
+                if key in self.cfg.settings and key not in explicit:
+                    self.cfg.set(key, value)
             for key, value in (settings or {}).items():
                 # Skip settings this gunicorn version does not have (e.g.
                 # control_socket_disable, new in gunicorn 27).
@@ -122,12 +155,15 @@ def make_application(
             self.chdir()
             if argv is not None:
                 _gevent_reexec(str(self.cfg.worker_class_str), argv, start_dir)
+            if configure is not None:
+                configure(self.cfg)
 
         def load(self) -> WSGIApplication:
             app = load_app()
             # After the app: its own logging setup, if any, comes first.
             share_gunicorn_log()
-            return ReproxyMiddleware(app, config)
+            wrapped: WSGIApplication = ReproxyMiddleware(app, config)
+            return wrap(wrapped) if wrap is not None else wrapped
 
     return _ReproxyApplication()
 

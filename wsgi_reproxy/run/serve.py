@@ -3,7 +3,11 @@
 ::
 
     wsgi-reproxy serve sample_conf/minimal.conf myproject.wsgi:application \\
-        --bind 127.0.0.1:8000 --workers 4 -- --worker-class gthread --threads 8
+        --bind 127.0.0.1:8000 --workers 2
+
+runs gevent workers of 10,000 connections each, a 60 s send timeout and
+no gunicorn control socket unless told otherwise (:mod:`.defaults`,
+:mod:`.sendtimeout`).
 
 The config is parsed once, in the gunicorn arbiter, before any socket is
 bound: a bad config exits with ``file:line: message`` and status 1.  The
@@ -23,7 +27,9 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConfigError
+from .defaults import prepare_process, serve_defaults
 from .gunicorn import gunicorn_available, run_gunicorn
+from .sendtimeout import DEFAULT_SEND_TIMEOUT, send_timeout
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -63,6 +69,14 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
     serve.add_argument("--workers", "-w", type=int, metavar="N", help="processes")
     serve.add_argument(
         "--threads", type=int, metavar="N", help="threads per worker (gthread)"
+    )
+    serve.add_argument(
+        "--send-timeout",
+        type=float,
+        default=DEFAULT_SEND_TIMEOUT,
+        metavar="SECONDS",
+        help="close a client that takes no bytes for this long, and its storage "
+        "connection (nginx's send_timeout; default %(default)g, 0: never)",
     )
     serve.add_argument(
         "gunicorn_args",
@@ -127,12 +141,16 @@ def _serve_command(args: argparse.Namespace) -> int:
         return app
 
     options = _gunicorn_options(args)
+    own = ["--send-timeout", str(args.send_timeout)]
     run_gunicorn(
         options,
         load_app,
         config,
         proc_name=app_uri,
-        argv=["serve", args.conf, app_uri, "--", *options],
+        argv=["serve", *own, args.conf, app_uri, "--", *options],
+        defaults=serve_defaults,
+        configure=prepare_process,
+        wrap=send_timeout(args.send_timeout),
     )
     return 0
 
