@@ -11,10 +11,18 @@ from conftest import TargetServer
 
 from wsgi_reproxy import Settings
 from wsgi_reproxy.fetch import body as _body
-from wsgi_reproxy.fetch.body import KEEPS_UP_SECONDS, MIN_CHUNK_SIZE, UpstreamBody
+from wsgi_reproxy.fetch.body import (
+    GROW_AFTER,
+    KEEPS_UP_SECONDS,
+    MIN_CHUNK_SIZE,
+    UpstreamBody,
+)
 from wsgi_reproxy.fetch.fetcher import Fetcher
 
 SETTINGS = Settings(allow_reproxy=True, connect_timeout=1, read_timeout=0.3)
+
+
+_WARM = [MIN_CHUNK_SIZE] * 16  # GROW_AFTER (256 KiB) at the minimum first
 
 
 @pytest.mark.parametrize(
@@ -22,12 +30,14 @@ SETTINGS = Settings(allow_reproxy=True, connect_timeout=1, read_timeout=0.3)
     [
         pytest.param(1024, [1024] * 1024, id="below-the-minimum-stays-fixed"),
         pytest.param(
-            64 * 1024, [16384, 32768] + [65536] * 15 + [16384], id="grows-to-the-cap"
+            64 * 1024,
+            [*_WARM, 32768] + [65536] * 11 + [32768],
+            id="grows-to-the-cap",
         ),
         pytest.param(
             1 << 20,
-            [16384 << i for i in range(6)] + [16384],
-            id="doubles-from-16k-while-taken-at-once",
+            [*_WARM, 32768, 65536, 131072, 262144, 294912],
+            id="doubles-from-16k-after-256k-while-taken-at-once",
         ),
     ],
 )
@@ -75,20 +85,36 @@ class _NoResponse:
 
 
 @pytest.mark.parametrize(
-    ("last", "seconds", "expected"),
+    ("last", "seconds", "so_far", "expected"),
     [
-        pytest.param(1 << 20, 10.0, MIN_CHUNK_SIZE, id="a-stall-drops-to-the-minimum"),
-        pytest.param(1 << 20, 0.001, 1 << 20, id="fast-stays-at-the-cap"),
-        pytest.param(16384, 0.0, 32768, id="an-instant-send-doubles"),
-        pytest.param(16384, 0.0001, 32768, id="growth-is-at-most-double"),
-        pytest.param(1 << 20, 0.1, 209715, id="10-mb-s-gets-its-20-ms-share"),
-        pytest.param(65536, 0.02, 65536, id="exactly-the-budget-holds"),
+        pytest.param(1 << 20, 10.0, 0.1, MIN_CHUNK_SIZE, id="a-stall-drops-to-min"),
+        pytest.param(1 << 20, 0.001, 0.01, 1 << 20, id="fast-stays-at-the-cap"),
+        pytest.param(16384, 0.0, 0.0, 32768, id="an-instant-send-doubles"),
+        pytest.param(16384, 0.0001, 0.0, 32768, id="growth-is-at-most-double"),
+        pytest.param(1 << 20, 0.1, 0.1, 209715, id="10-mb-s-gets-its-20-ms-share"),
+        pytest.param(65536, 0.02, 0.0, 65536, id="exactly-the-budget-holds"),
+        # An instant send after 4 MiB in 40 s (a 100 kB/s client reading in
+        # gulps): the whole transfer's rate decides.
+        pytest.param(65536, 0.0, 40.0, MIN_CHUNK_SIZE, id="gulps-stay-small"),
     ],
 )
 def test_next_read_is_what_the_client_took_in_the_budget(
-    last: int, seconds: float, expected: int
+    last: int, seconds: float, so_far: float, expected: int
 ) -> None:
     assert KEEPS_UP_SECONDS == 0.02
     body = UpstreamBody(_NoResponse(), "http://x/", chunk_size=1 << 20)  # type: ignore[arg-type]
     body.read_size = body._last_len = last
+    body.bytes_sent = 4 << 20
+    body._first_yield, body._yielded_at = 100.0, 100.0 + so_far
     assert body._next_read_size(seconds) == expected
+
+
+def test_reads_stay_at_the_minimum_for_the_first_256k(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = UpstreamBody(_NoResponse(), "http://x/", chunk_size=1 << 20)  # type: ignore[arg-type]
+    body.read_size = body._last_len = MIN_CHUNK_SIZE
+    body.bytes_sent = GROW_AFTER - 1
+    assert body._next_read_size(0.0) == MIN_CHUNK_SIZE
+    body.bytes_sent = GROW_AFTER
+    assert body._next_read_size(0.0) == 2 * MIN_CHUNK_SIZE

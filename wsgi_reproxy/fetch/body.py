@@ -16,6 +16,7 @@ body; :func:`discard` gives back a response that will not be used::
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,15 +46,24 @@ DEFAULT_CHUNK_SIZE = 1024 * 1024
 #: are 4-8 KiB pages) at six reads a second for a 100 kB/s client.
 MIN_CHUNK_SIZE = 16 * 1024
 
-#: How long the server may take to send one chunk for the client to count
-#: as keeping up.  The time from yielding a chunk to being asked for the
-#: next one is the time the WSGI server took to hand it to the kernel, so
-#: ``bytes / that time`` is the rate the client drains at (once the socket
-#: buffer is full; before that sends return at once and the client looks
-#: fast, which only lets the size grow).  The next read is that rate times
-#: this budget, between :data:`MIN_CHUNK_SIZE` and ``chunk_size``, and at
-#: most double the last: 1 MiB reads need a client taking about 50 MB/s,
-#: a 1 MB/s client gets 20 KiB, anything under 800 kB/s the minimum.
+#: Bytes sent at the minimum size before any read grows.  A new
+#: connection's socket buffers take the first sends at once whatever the
+#: client's speed (loopback grows a send buffer to 4 MiB, a WAN link to its
+#: bandwidth-delay product), which would look like a fast client; by the
+#: time this much went out a slow client's buffers are full and its sends
+#: show its rate.  For a fast stream it is 16 reads, nothing next to 100 MiB.
+GROW_AFTER = 256 * 1024
+
+#: How "keeps up" is measured: the time from yielding a chunk to being
+#: asked for the next one is the time the WSGI server took to hand it to
+#: the kernel, so ``bytes / that time`` is the rate the client drains at
+#: (once its socket buffers are full).  The rate used is the slower of the
+#: last chunk's and the whole transfer's (bytes sent / time since the first
+#: chunk), and the next read is what that rate sends in this budget,
+#: between :data:`MIN_CHUNK_SIZE` and ``chunk_size``, at most double the
+#: last: 1 MiB reads need a client taking about 50 MB/s, a 1 MB/s client
+#: gets 20 KiB, anything under 800 kB/s the minimum.  A client that slows
+#: down is seen at its next chunk and drops to the minimum at once.
 KEEPS_UP_SECONDS = 0.02
 
 #: Bytes read from a failed response before its connection is given back;
@@ -82,9 +92,10 @@ class Upstream:
 class UpstreamBody:
     """A WSGI response iterable streaming a urllib3 response.
 
-    Reads without content decoding, :data:`MIN_CHUNK_SIZE` bytes first,
-    then as much as the client took in :data:`KEEPS_UP_SECONDS` the last
-    time, doubling at most per read, never more than ``chunk_size``.  When the
+    Reads without content decoding, :data:`MIN_CHUNK_SIZE` bytes at a
+    time for the first :data:`GROW_AFTER` bytes, then as much as the client
+    takes in :data:`KEEPS_UP_SECONDS`, doubling at most per read, never more
+    than ``chunk_size``.  When the
     target breaks off, or sends fewer bytes than its ``Content-Length``
     (urllib3 enforces it), iteration raises :class:`TruncatedBodyError`.
 
@@ -113,6 +124,7 @@ class UpstreamBody:
         #: the size of the next read (see :meth:`_next_read_size`)
         self.read_size = min(chunk_size, MIN_CHUNK_SIZE)
         self._yielded_at = 0.0  # monotonic time the last chunk was returned
+        self._first_yield = 0.0  # ... and the first one
         self._last_len = 0
         self.bytes_sent = 0
         self.complete = False
@@ -141,6 +153,8 @@ class UpstreamBody:
         self.bytes_sent += len(data)
         self._last_len = len(data)
         self._yielded_at = time.monotonic()
+        if not self._first_yield:
+            self._first_yield = self._yielded_at
         return data
 
     def _next_read_size(self, send_seconds: float) -> int:
@@ -150,11 +164,19 @@ class UpstreamBody:
             being asked for the next: the WSGI server writing it out.
         """
         floor = min(self.chunk_size, MIN_CHUNK_SIZE)
+        if self.bytes_sent < GROW_AFTER:
+            return floor
         ceiling = min(self.chunk_size, 2 * self.read_size)
-        if send_seconds <= 0:
+        # The slower of the last send and the whole transfer so far: a
+        # client that reads in gulps (an app waking twice a second) drains
+        # its buffers at once and makes single sends look instant.
+        elapsed = self._yielded_at - self._first_yield
+        rates = [self.bytes_sent / elapsed if elapsed > 0 else math.inf]
+        rates.append(self._last_len / send_seconds if send_seconds > 0 else math.inf)
+        rate = min(rates)
+        if rate == math.inf:
             return ceiling
-        taken = int(self._last_len * KEEPS_UP_SECONDS / send_seconds)
-        return max(floor, min(ceiling, taken))
+        return max(floor, min(ceiling, int(rate * KEEPS_UP_SECONDS)))
 
     def close(self) -> None:
         """Give the connection back (or drop it) and report; idempotent."""
