@@ -345,7 +345,7 @@ def main(argv: list[str]) -> int:
 
 def main_slow(args: argparse.Namespace) -> int:
     """``--slow``: the slow-client scenario (:mod:`_bench.slow`)."""
-    from . import slow, slowreport
+    from . import apache, slow, slowreport
 
     if args.from_json:
         results = json.loads(args.from_json.read_text())
@@ -375,6 +375,7 @@ def main_slow(args: argparse.Namespace) -> int:
             return 1
         finally:
             procs.stop_all()
+            apache.cleanup()
             log("every started process stopped")
         results["seconds"] = time.monotonic() - t0
         results["machine"] = report.machine(args.at)

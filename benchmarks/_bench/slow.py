@@ -50,11 +50,14 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from . import servers
+from . import apache, servers
 from .procs import Proc, Procs, cpu_seconds, free_ports, rss_kib, wait_for_port
 
 SLOW_FILE = "slow"
 SLOW_SIZE = 512 * 1024
+BIG_FILE = "slow_big"
+BIG_SIZE = 16 * 1024 * 1024
+CAPACITY_N = 32
 FULL_COUNTS = (100, 1000, 5000)
 QUICK_COUNTS = (100, 1000)
 
@@ -185,8 +188,9 @@ def _front_wsgi_reproxy(
 
 def start(procs: Procs, work: Path) -> tuple[list[servers.System], int]:
     """Every system; returns them and the storage port."""
-    servers.make_files(work / "files", {SLOW_FILE: SLOW_SIZE, "1k": 1024})
-    names = ("storage", "backend", "perlbal", "nginx", "wr", "dead")
+    sizes = {SLOW_FILE: SLOW_SIZE, BIG_FILE: BIG_SIZE, "1k": 1024}
+    servers.make_files(work / "files", sizes)
+    names = ("storage", "backend", "perlbal", "nginx", "wr", "apache", "dead")
     port = dict(zip(names, free_ports(len(names)), strict=True))
     env = {
         "BENCH_STORAGE_PORT": str(port["storage"]),
@@ -227,6 +231,13 @@ def start(procs: Procs, work: Path) -> tuple[list[servers.System], int]:
             True,
         ),
     ]
+    missing = apache.available()
+    if missing:
+        log(f"Apache + mod_wsgi left out: {missing}")
+    else:
+        proc = apache.start(procs, port["apache"], env, servers.BENCH_DIR)
+        label = f"Apache mod_wsgi ({apache.PROCESSES}x{apache.THREADS} threads)"
+        systems.append(S("apache", label, port["apache"], proc, "/ok", True))
     procs.remember_workers()
     return systems, port["storage"]
 
@@ -290,18 +301,28 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def phase(s: servers.System, count: int, storage_port: int, sha: str) -> dict[str, Any]:
-    """N slow downloads from *s*; everything measured meanwhile."""
+def phase(
+    s: servers.System,
+    count: int,
+    storage_port: int,
+    sha: str,
+    *,
+    name: str = SLOW_FILE,
+    size: int = SLOW_SIZE,
+    deadline: float | None = None,
+) -> dict[str, Any]:
+    """N slow downloads of *name* from *s*; everything measured meanwhile."""
     tree = s.proc.tree
     idle_rss = sum(rss_kib(p) for p in tree())
     pids = s.pids()
     cpu0 = sum(cpu_seconds(p) for p in pids)
     ramp = max(2.0, count / 1000)
-    deadline = ramp + 2 * SLOW_SIZE / 20_000 + 15
+    if deadline is None:
+        deadline = ramp + 2 * size / 20_000 + 15
     argv = [
         sys.executable, "-m", "_bench.slowclient",
-        "--port", str(s.port), "--path", f"{s.path_prefix}/{SLOW_FILE}",
-        "--count", str(count), "--size", str(SLOW_SIZE), "--sha256", sha,
+        "--port", str(s.port), "--path", f"{s.path_prefix}/{name}",
+        "--count", str(count), "--size", str(size), "--sha256", sha,
         "--ramp", str(ramp), "--deadline", str(deadline),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(servers.BENCH_DIR)}
@@ -318,6 +339,9 @@ def phase(s: servers.System, count: int, storage_port: int, sha: str) -> dict[st
                 state["final"] = msg
             else:
                 state["active"] = msg["active"]
+                state["receiving_peak"] = max(
+                    state.get("receiving_peak", 0), msg["receiving"]
+                )
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -356,6 +380,7 @@ def phase(s: servers.System, count: int, storage_port: int, sha: str) -> dict[st
         "errors": final["errors"],
         "reasons": final["reasons"],
         "peak_in_flight": peak,
+        "receiving_peak": state.get("receiving_peak", 0),
         "idle_rss_mib": idle_rss / 1024,
         "rss_peak_mib": rss_peak / 1024,
         "kb_per_download": per_download_kb,
@@ -394,21 +419,47 @@ def run(args: argparse.Namespace, procs: Procs, work: Path) -> dict[str, Any]:
         "phases": [],
     }
     for s in systems:  # warm-up: imports, pools, backend threads
-        Probe(s.port, f"{s.path_prefix}/1k").one()
-    for count in counts:
-        for s in systems:
-            settle(storage_port)
-            log(f"slow clients: {s.label}, N={count}")
-            result = phase(s, count, storage_port, sha)
-            result["system"] = s.key
-            results["phases"].append(result)
-            log(
-                f"  served {result['served']}/{count}, errors {result['errors']}, "
-                f"{result['kb_per_download']:.1f} kB/download, storage conns "
-                f"{result['storage_conns_peak']}, CPU {result['cpu_pct']:.0f}%, "
-                f"1 KiB p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms"
-                f" ({result['probe_errors']} errors) {result['reasons'] or ''}"
-            )
-            procs.remember_workers()
+        for _ in range(8):
+            Probe(s.port, f"{s.path_prefix}/1k").one()
+    plan = [(count, s) for count in counts for s in systems if s.key != "apache"]
+    # mod_wsgi holds threads x processes downloads at a time and queues the
+    # rest: N = that, and 100 (where most wait), are enough to show it.
+    holds = apache.PROCESSES * apache.THREADS
+    plan = [(n, s) for n in (holds, 100) for s in systems if s.key == "apache"] + plan
+    for count, s in plan:
+        settle(storage_port)
+        log(f"slow clients: {s.label}, N={count}")
+        result = phase(s, count, storage_port, sha)
+        result["system"] = s.key
+        results["phases"].append(result)
+        log(
+            f"  served {result['served']}/{count}, errors {result['errors']}, "
+            f"{result['kb_per_download']:.1f} kB/download, storage conns "
+            f"{result['storage_conns_peak']}, CPU {result['cpu_pct']:.0f}%, "
+            f"1 KiB p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms"
+            f" ({result['probe_errors']} errors) {result['reasons'] or ''}"
+        )
+        procs.remember_workers()
+    # How many downloads a system holds at once: 32 clients of a file far
+    # bigger than the socket buffers, for 30 s (none finishes): how many
+    # get their first bytes, and what 1 KiB requests see meanwhile.
+    big_sha = hashlib.sha256((work / "files" / BIG_FILE).read_bytes()).hexdigest()
+    results["capacity"] = []
+    for s in systems:
+        if s.key not in ("apache", "wr_serve"):
+            continue
+        settle(storage_port)
+        log(f"held at once: {s.label}, {CAPACITY_N} x {BIG_SIZE >> 20} MiB")
+        result = phase(
+            s, CAPACITY_N, storage_port, big_sha,
+            name=BIG_FILE, size=BIG_SIZE, deadline=30,
+        )  # fmt: skip
+        result["system"] = s.key
+        results["capacity"].append(result)
+        log(
+            f"  receiving at once {result['receiving_peak']}/{CAPACITY_N}, 1 KiB "
+            f"p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms, "
+            f"{result['probe_errors']} errors"
+        )
     results["load_after"] = os.getloadavg()
     return results

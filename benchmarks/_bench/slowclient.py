@@ -12,7 +12,7 @@ takes what that rate allows since it started, through a small receive
 buffer (``SO_RCVBUF`` 64 KiB, a phone's), so the server must hold the rest.
 Connections open over ``--ramp`` seconds.  Each checks status 200, the byte
 count and the SHA-256 of the body.  Every ``--report`` seconds it prints a
-JSON line ``{"t", "active", "done", "errors"}``; at the end
+JSON line ``{"t", "active", "receiving", "done", "errors"}``; at the end
 ``{"final": true, "served", "errors", "reasons"}``.
 """
 
@@ -48,6 +48,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 class Stats:
     def __init__(self) -> None:
         self.active = 0
+        self.receiving = 0  # got the response head, not finished
         self.done = 0
         self.errors = 0
         self.reasons: collections.Counter[str] = collections.Counter()
@@ -59,6 +60,7 @@ async def one(args: argparse.Namespace, i: int, stats: Stats, deadline: float) -
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.rcvbuf)
     sock.setblocking(False)
+    in_head = True
     stats.active += 1
     try:
         await asyncio.wait_for(
@@ -70,7 +72,6 @@ async def one(args: argparse.Namespace, i: int, stats: Stats, deadline: float) -
         ).encode()
         await loop.sock_sendall(sock, request)
         head = b""
-        in_head = True
         body = hashlib.sha256()
         got = 0
         start = time.monotonic()
@@ -96,6 +97,7 @@ async def one(args: argparse.Namespace, i: int, stats: Stats, deadline: float) -
                 head += bytes(view[:n])
                 if b"\r\n\r\n" in head:
                     in_head = False
+                    stats.receiving += 1
                     head, _, rest = head.partition(b"\r\n\r\n")
                     body.update(rest)
                     got += len(rest)
@@ -119,6 +121,8 @@ async def one(args: argparse.Namespace, i: int, stats: Stats, deadline: float) -
         stats.reasons[f"{type(exc).__name__}: {exc}"[:60]] += 1
     finally:
         stats.active -= 1
+        if not in_head:
+            stats.receiving -= 1
         sock.close()
 
 
@@ -132,6 +136,7 @@ async def run(args: argparse.Namespace) -> Stats:
             line = {
                 "t": round(time.monotonic() - t0, 2),
                 "active": stats.active,
+                "receiving": stats.receiving,
                 "done": stats.done,
                 "errors": stats.errors,
             }

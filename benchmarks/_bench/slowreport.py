@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 WR = "wr_serve"
+BIG_MIB = 16
 
 COLUMNS = [
     ("served", "served", "{:.0f}"),
@@ -88,6 +89,27 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         reasons = {systems[k]: p["reasons"] for k, p in row.items() if p.get("reasons")}
         for label, why in reasons.items():
             out.append(f"\n{label}, failures: {why}")
+        out.append("")
+    if results.get("capacity"):
+        first = results["capacity"][0]
+        out += [
+            "## Held at once",
+            "",
+            f"{first['count']} clients of a {BIG_MIB} MiB file at 20–100 kB/s for "
+            "30 s (none can finish; far more than the socket buffers hold): how "
+            "many receive bytes at once, and the 1 KiB requests made meanwhile "
+            "(10 s without an answer is an error).",
+            "",
+            "| system | receiving at once | 1 KiB p50 (ms) | 1 KiB p99 (ms) "
+            "| 1 KiB answered | 1 KiB errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for p in results["capacity"]:
+            out.append(
+                f"| {systems[p['system']]} | {p['receiving_peak']} of {p['count']} | "
+                f"{_fmt('{:.1f}', p['p50_ms'])} | {_fmt('{:.1f}', p['p99_ms'])} | "
+                f"{p['probes']} | {p['probe_errors']} |"
+            )
         out.append("")
     out += ["## Goals (issue 12)", "", *goals(results), ""]
     machine = results.get("machine", {})
