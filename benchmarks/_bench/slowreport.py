@@ -12,7 +12,7 @@ BIG_MIB = 16
 COLUMNS = [
     ("served", "served", "{:.0f}"),
     ("errors", "errors", "{:.0f}"),
-    ("peak_in_flight", "peak in flight", "{:.0f}"),
+    ("receiving_peak", "received at once", "{:.0f}"),
     ("kb_per_download", "kB RSS / download", "{:.1f}"),
     ("rss_peak_mib", "RSS at peak (MiB)", "{:.0f}"),
     ("storage_conns_peak", "storage conns", "{:.0f}"),
