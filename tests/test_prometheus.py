@@ -376,7 +376,8 @@ def test_serve_with_metrics_bind_wires_metrics_hooks_and_summary(
     ((call,),) = [calls]
     assert call["options"] == ["--workers", "2"]
     assert call["argv"] == [
-        "serve", "--metrics-bind", ":0", conf, "m:app", "--", "--workers", "2",
+        "serve", "--metrics-bind", ":0", "--send-timeout", "60.0",
+        conf, "m:app", "--", "--workers", "2",
     ]  # fmt: skip
     assert call["metrics"] is serve._prometheus_metrics
     assert call["cfg"].settings["when_ready"].get().__name__ == "hook"

@@ -328,16 +328,21 @@ def serve_flask_example(
     [
         # SIGTERM is the graceful stop (systemd's); gthread and gevent workers
         # linger up to a keep-alive timeout on it, so they get SIGINT (quick).
-        pytest.param([], "sync", signal.SIGTERM, id="sync"),
+        pytest.param(["-k", "sync"], "sync", signal.SIGTERM, id="sync"),
         # The app and middleware are built in the arbiter; the pool must be
         # created after the fork, in each worker (SPEC §5).
         pytest.param(
-            ["--preload", "--workers", "2"], "sync", signal.SIGTERM, id="sync-preload"
+            ["-k", "sync", "--preload", "--workers", "2"],
+            "sync",
+            signal.SIGTERM,
+            id="sync-preload",
         ),
         pytest.param(["--threads", "4"], "gthread", signal.SIGINT, id="gthread"),
         pytest.param(
             ["--worker-class", "gevent"], "gevent", signal.SIGINT, id="gevent"
         ),
+        # serve's default (issue 12).
+        pytest.param([], "gevent", signal.SIGINT, id="default-is-gevent"),
     ],
 )
 def test_worker_class_serves_reproxied_files(

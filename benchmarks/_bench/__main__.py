@@ -47,6 +47,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="anchors only (while the middleware is a placeholder)",
     )
+    p.add_argument(
+        "--slow",
+        action="store_true",
+        help="the slow-client scenario instead (N = 100, 1,000, 5,000; with "
+        "--quick 100 and 1,000): results/slow.{md,json,png}",
+    )
+    p.add_argument("--slow-counts", metavar="N,N", help="the slow scenario's N values")
+    p.add_argument(
+        "--slow-systems",
+        metavar="KEY,KEY",
+        help="only these of perlbal,nginx,wr_serve (development)",
+    )
     p.add_argument("--note", default="", help="a line added to latest.md")
     p.add_argument(
         "--at",
@@ -213,6 +225,8 @@ def main(argv: list[str]) -> int:
             results["note"] = args.note
         write_results(results, args.out)
         return 0
+    if args.slow:
+        return main_slow(args)
     plan = args.plan
     work = BENCH_DIR / ".work"
     work.mkdir(exist_ok=True)
@@ -326,6 +340,54 @@ def main(argv: list[str]) -> int:
         s: {m: median(v) for m, v in metrics.items()} for s, metrics in raw.items()
     }
     write_results(results, args.out)
+    return 0
+
+
+def main_slow(args: argparse.Namespace) -> int:
+    """``--slow``: the slow-client scenario (:mod:`_bench.slow`)."""
+    from . import apache, slow, slowreport
+
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+    elif slow.NETNS_ENV not in os.environ and slow.can_unshare():
+        # Again, inside a network namespace of its own (see _bench.slow).
+        return slow.reexec_in_netns(sys.argv[1:])
+    else:
+        work = BENCH_DIR / ".work"
+        work.mkdir(exist_ok=True)
+        procs = Procs(work)
+
+        def on_signal(signum: int, frame: object) -> None:
+            raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGHUP, on_signal)
+        t0 = time.monotonic()
+        try:
+            if args.at:
+                args.at = use_revision(args.at, work / "tree")
+            netns = slow.prepare_netns()
+            results = slow.run(args, procs, work)
+            results["network"] = netns
+        except (MeasureError, TimeoutError, OSError, subprocess.SubprocessError) as exc:
+            traceback.print_exc()
+            log(f"FAILED: {exc}; server logs are in {work / 'logs'}")
+            return 1
+        finally:
+            procs.stop_all()
+            apache.cleanup()
+            log("every started process stopped")
+        results["seconds"] = time.monotonic() - t0
+        results["machine"] = report.machine(args.at)
+    if args.note:
+        results["note"] = args.note
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "slow-quick" if args.quick and not args.from_json else "slow"
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    slowreport.write_markdown(results, args.out / f"{name}.md")
+    slowreport.write_chart(results, args.out / f"{name}.png")
+    log(f"wrote {args.out / name}.md, .json and .png")
+    print((args.out / f"{name}.md").read_text())
     return 0
 
 

@@ -88,7 +88,7 @@ def _user_line() -> str:
     return "user root root;" if os.geteuid() == 0 else ""
 
 
-def _nginx_main(workdir: Path, name: str, workers: int) -> str:
+def _nginx_main(workdir: Path, name: str, workers: int, connections: int = 4096) -> str:
     d = workdir / name
     for sub in ("tmp", "logs"):
         (d / sub).mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,8 @@ master_process on;
 worker_processes {workers};
 pid {d}/nginx.pid;
 error_log {d}/logs/error.log warn;
-events {{ worker_connections 4096; multi_accept on; }}
+worker_rlimit_nofile {2 * connections + 256};
+events {{ worker_connections {connections}; multi_accept on; }}
 http {{
     access_log off;
     client_body_temp_path {d}/tmp/body;
@@ -123,10 +124,12 @@ def _nginx_argv(conf: Path) -> list[str]:
     return ["nginx", "-p", str(conf.parent), "-e", str(log), "-c", str(conf)]
 
 
-def start_storage(procs: Procs, workdir: Path, port: int) -> Proc:
+def start_storage(
+    procs: Procs, workdir: Path, port: int, *, connections: int = 4096
+) -> Proc:
     """nginx serving ``workdir/files`` with sendfile."""
     conf = (
-        _nginx_main(workdir, "storage", WORKERS)
+        _nginx_main(workdir, "storage", WORKERS, connections)
         + f"""
     sendfile on;
     tcp_nopush on;
@@ -269,6 +272,11 @@ def start_nginx_front(
     proc = procs.start("nginx", _nginx_argv(path))
     wait_for_port(port, proc)
     return proc
+
+
+#: For the slow-client scenario (_bench.slow).
+nginx_main = _nginx_main
+nginx_argv = _nginx_argv
 
 
 def ports() -> dict[str, int]:

@@ -32,7 +32,7 @@ from werkzeug.http import parse_content_range_header
 
 from ..config.settings import Settings
 from ..exceptions import TruncatedBodyError, UpstreamError
-from .body import DEFAULT_CHUNK_SIZE, Upstream, UpstreamBody, discard
+from .body import DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, Upstream, UpstreamBody, discard
 from .boundary import upstream_errors
 from .exchange import Response, Timeouts, send
 from .head import Head
@@ -226,7 +226,10 @@ class Fetcher:
                     if len(first) < length:
                         response.read(length)  # raises: the target broke off
                 else:
-                    first = response.body.read_some(self.chunk_size)
+                    # As small as the body's own first reads (issue 12).
+                    first = response.body.read_some(
+                        min(self.chunk_size, MIN_CHUNK_SIZE)
+                    )
             except BaseException:
                 response.close()
                 response.release_conn()

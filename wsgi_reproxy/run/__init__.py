@@ -8,6 +8,8 @@ server running the wrapped app (``serve``), or the self-contained demo::
     gunicorn    the gunicorn Application embedding
     metricsbind serve --metrics-bind: /metrics from the gunicorn master
     summary     the effective-config line serve prints at startup
+    defaults    serve's gunicorn defaults: gevent, open files, warnings
+    sendtimeout a client that stops reading is cut after a send timeout
     demo        storage node + Flask app + gunicorn on loopback
     storage     the loopback storage node the demo and tests use
 """

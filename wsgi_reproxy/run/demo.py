@@ -24,11 +24,14 @@ import hashlib
 import logging
 import shlex
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .defaults import prepare_process, serve_defaults
 from .gunicorn import gunicorn_available, run_gunicorn
+from .sendtimeout import DEFAULT_SEND_TIMEOUT, send_timeout
 from .storage import StorageNode, closed_port_url, generated_bytes
 
 if TYPE_CHECKING:
@@ -173,6 +176,15 @@ def main(port: int = 8000) -> int:
         format="%(asctime)s [%(process)d] %(name)s %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    # gevent workers, but no re-exec patched first as serve does (its
+    # argv): patched threads are greenlets, and the storage node's would be
+    # forked into every worker.  The workers patch after the fork, as plain
+    # ``gunicorn -k gevent`` does; gevent then warns that urllib3 imported
+    # ssl first, which matters for https targets only -- the demo's are
+    # http on loopback.
+    warnings.filterwarnings(
+        "ignore", message="Monkey-patching ssl after ssl has already been imported"
+    )
     config, conf_name = demo_config()
     files = demo_files()
     dead = closed_port_url("").rstrip("/")
@@ -186,10 +198,14 @@ def main(port: int = 8000) -> int:
 
     try:
         run_gunicorn(
-            ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"],
+            ["--bind", f"127.0.0.1:{port}", "--workers", "2"],
             lambda: app,
             config,
             proc_name="wsgi-reproxy-demo",
+            # serve's defaults: gevent workers, a 60 s send timeout.
+            defaults=serve_defaults,
+            configure=prepare_process,
+            wrap=send_timeout(DEFAULT_SEND_TIMEOUT),
             # A demo stops promptly; workers have nothing long to finish.
             # No gunicorn control socket: a demo leaves no file in $HOME.
             settings={

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from ..fetch.metrics import Metrics
     from ..resolve.resolver import Config
 
+#: gunicorn settings, or a callable computing them from the parsed ``cfg``.
+Defaults = Mapping[str, object] | Callable[[Any], Mapping[str, object]]
+
 
 def gunicorn_available() -> bool:
     """``True`` when gunicorn can be imported."""
@@ -45,6 +48,9 @@ def run_gunicorn(
     argv: Sequence[str] | None = None,
     metrics: Callable[[], Metrics] | None = None,
     before_run: Callable[[Any], None] | None = None,
+    defaults: Defaults | None = None,
+    configure: Callable[[Any], None] | None = None,
+    wrap: Callable[[WSGIApplication], WSGIApplication] | None = None,
 ) -> None:
     """Run gunicorn in this process until it stops (it exits via ``SystemExit``).
 
@@ -53,7 +59,8 @@ def run_gunicorn(
     """
     application = make_application(
         options, load_app, config, proc_name=proc_name, settings=settings,
-        argv=argv, metrics=metrics,
+        argv=argv, metrics=metrics, defaults=defaults, configure=configure,
+        wrap=wrap,
     )  # fmt: skip
     if before_run is not None:
         before_run(application)
@@ -69,6 +76,9 @@ def make_application(
     settings: Mapping[str, object] | None = None,
     argv: Sequence[str] | None = None,
     metrics: Callable[[], Metrics] | None = None,
+    defaults: Defaults | None = None,
+    configure: Callable[[Any], None] | None = None,
+    wrap: Callable[[WSGIApplication], WSGIApplication] | None = None,
 ) -> Any:
     """A configured gunicorn ``Application``; its ``run()`` starts the server.
 
@@ -86,6 +96,13 @@ def make_application(
         after monkey-patching first (see :func:`_gevent_reexec`).
     :param metrics: builds the middleware's ``metrics=`` where the app is
         loaded (each worker, or the arbiter with ``--preload``).
+    :param defaults: gunicorn settings for what neither a config file,
+        ``$GUNICORN_CMD_ARGS`` nor *options* set; a callable gets the parsed
+        ``cfg`` and returns them (``serve``'s gevent default, see
+        :mod:`.defaults`).
+    :param configure: called with the final ``cfg`` in the process that
+        runs the arbiter (after any gevent re-exec), before it binds.
+    :param wrap: applied around the middleware in :meth:`load`.
     """
     from gunicorn.app.base import Application
 
@@ -108,6 +125,7 @@ def make_application(
             env_args = parser.parse_args(self.cfg.get_cmd_args_from_env())
             for key, value in self.init(parser, cmdline, cmdline.args).items():
                 self.cfg.set(key, value)
+            before = {key: s.value for key, s in self.cfg.settings.items()}
             self.chdir()
             config_file = cmdline.config or env_args.config
             if config_file is None:
@@ -118,10 +136,18 @@ def make_application(
                 config_file = get_default_config_file()
             if config_file is not None:
                 self.load_config_from_file(config_file)
+            explicit = {
+                key for key, s in self.cfg.settings.items() if s.value != before[key]
+            }
             for parsed in (env_args, cmdline):
                 for key, value in vars(parsed).items():
                     if value is not None and key != "args":
                         self.cfg.set(key.lower(), value)
+                        explicit.add(key.lower())
+            chosen = defaults(self.cfg) if callable(defaults) else defaults
+            for key, value in (chosen or {}).items():
+                if key in self.cfg.settings and key not in explicit:
+                    self.cfg.set(key, value)
             for key, value in (settings or {}).items():
                 # Skip settings this gunicorn version does not have (e.g.
                 # control_socket_disable, new in gunicorn 27).
@@ -132,14 +158,17 @@ def make_application(
             self.chdir()
             if argv is not None:
                 _gevent_reexec(str(self.cfg.worker_class_str), argv, start_dir)
+            if configure is not None:
+                configure(self.cfg)
 
         def load(self) -> WSGIApplication:
             app = load_app()
             # After the app: its own logging setup, if any, comes first.
             share_gunicorn_log()
-            return ReproxyMiddleware(
+            wrapped: WSGIApplication = ReproxyMiddleware(
                 app, config, metrics=None if metrics is None else metrics()
             )
+            return wrap(wrapped) if wrap is not None else wrapped
 
     return _ReproxyApplication()
 

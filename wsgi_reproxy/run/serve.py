@@ -3,7 +3,11 @@
 ::
 
     wsgi-reproxy serve sample_conf/minimal.conf myproject.wsgi:application \\
-        --bind 127.0.0.1:8000 --workers 4 -- --worker-class gthread --threads 8
+        --bind 127.0.0.1:8000 --workers 2
+
+runs gevent workers of 10,000 connections each, a 60 s send timeout and
+no gunicorn control socket unless told otherwise (:mod:`.defaults`,
+:mod:`.sendtimeout`).
 
 The config is parsed once, in the gunicorn arbiter, before any socket is
 bound: a bad config exits with ``file:line: message`` and status 1.  The
@@ -27,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConfigError
 from ..fetch.pool import DEFAULT_MAXSIZE, MAX_CONNECTIONS_ENV
+from .defaults import prepare_process, serve_defaults
 from .gunicorn import gunicorn_available, run_gunicorn
+from .sendtimeout import DEFAULT_SEND_TIMEOUT, send_timeout
 from .summary import summary_line
 
 if TYPE_CHECKING:
@@ -82,6 +88,14 @@ def add_commands(commands: argparse._SubParsersAction[Any]) -> None:
         metavar="ADDR",
         help="serve Prometheus /metrics on HOST:PORT from the gunicorn master "
         "(needs the prometheus extra)",
+    )
+    serve.add_argument(
+        "--send-timeout",
+        type=float,
+        default=DEFAULT_SEND_TIMEOUT,
+        metavar="SECONDS",
+        help="close a client that takes no bytes for this long, and its storage "
+        "connection (nginx's send_timeout; default %(default)g, 0: never)",
     )
     serve.add_argument(
         "gunicorn_args",
@@ -159,7 +173,9 @@ def _serve_command(args: argparse.Namespace) -> int:
         list(args.gunicorn_args), args.metrics_bind
     )
     options = _gunicorn_options(args)
-    own = ["serve", args.conf, app_uri, "--", *options]
+    # What a gevent re-exec runs again (our own options included).
+    own = ["serve", "--send-timeout", str(args.send_timeout)]
+    own += [args.conf, app_uri, "--", *options]
     metrics = None
     bind: tuple[str, int] = ("127.0.0.1", 0)
     owned: str | None = None
@@ -199,6 +215,9 @@ def _serve_command(args: argparse.Namespace) -> int:
             argv=own,
             metrics=metrics,
             before_run=before_run,
+            defaults=serve_defaults,
+            configure=prepare_process,
+            wrap=send_timeout(args.send_timeout),
         )
     finally:
         # gunicorn's on_exit hook removes it too; this covers a failed start.
