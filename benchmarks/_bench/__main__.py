@@ -6,7 +6,7 @@ Run through ``benchmarks/run`` (which installs what is missing first)::
     benchmarks/run --quick    # fewer rounds, short wrk, no 1 GiB
 
 Systems are interleaved round by round (direct, perlbal, nginx,
-wsgi_reproxy sync, wsgi_reproxy gthread, then again) so drift on a shared
+wsgi_reproxy sync, gthread, gevent, then again) so drift on a shared
 machine hits all of them alike; the report uses medians.
 """
 
@@ -185,7 +185,7 @@ def start_all(args: argparse.Namespace, procs: Procs, work: Path) -> list[Any]:
     if args.without_wsgi_reproxy or why:
         log(f"wsgi_reproxy left out: {why or '--without-wsgi-reproxy'}")
     else:
-        for worker in ("sync", "gthread"):
+        for worker in ("sync", "gthread", "gevent"):
             key = f"wr_{worker}"
             proc = servers.start_wsgi_reproxy(procs, key, port[key], worker, env)
             label = f"wsgi_reproxy {worker}"

@@ -1,9 +1,10 @@
 """``latest.md`` (tables, goals, machine) and ``latest.png`` (bar chart).
 
 Ratios are plain quotients of medians: "÷ wsgi_reproxy" is the system's
-median divided by wsgi_reproxy gthread's, "÷ direct" the system's median
-divided by the storage node's own (the ceiling). The goals of issue 7 are
-checked for both wsgi_reproxy workers.
+median divided by wsgi_reproxy gevent's (``serve``'s default worker),
+"÷ direct" the system's median divided by the storage node's own (the
+ceiling). The goals of issues 7 and 16 are checked for every wsgi_reproxy
+worker.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-REF = "wr_gthread"
+REF = "wr_gevent"
 
 #: metric key -> (label, unit, higher is better)
 METRICS: dict[str, tuple[str, str, bool]] = {
@@ -154,11 +155,13 @@ def _goals(med: dict[str, dict[str, float]], systems: dict[str, str]) -> list[st
         goals.append((f"{name}: ≥ 1.0× nginx", (metric, "nginx", 1.0)))
     goals.append(("1 KiB req/s: ≥ 2× perlbal", ("rps", "perlbal", 2.0)))
     goals.append(("1 KiB req/s: ≥ 0.8× nginx", ("rps", "nginx", 0.8)))
+    goals.append(("1 KiB req/s: ≥ 1.5× perlbal (issue 16)", ("rps", "perlbal", 1.5)))
+    goals.append(("1 KiB req/s: ≥ 0.6× nginx (issue 16)", ("rps", "nginx", 0.6)))
     goals.append(("RSS growth, 1 GiB: < 32 MiB", ("rss_growth_mib", None, 32.0)))
     goals.append(("failover cost: < 2 ms p50", ("failover_cost_ms", None, 2.0)))
-    wrs = [k for k in ("wr_sync", "wr_gthread") if k in systems]
+    wrs = [k for k in ("wr_sync", "wr_gthread", "wr_gevent") if k in systems]
     lines = [
-        "| goal (issue 7) | " + " | ".join(systems[k] for k in wrs) + " |",
+        "| goal (issues 7, 16) | " + " | ".join(systems[k] for k in wrs) + " |",
         "| --- | " + " | ".join("---:" for _ in wrs) + " |",
     ]
     for text, (metric, anchor, bound) in goals:
@@ -281,6 +284,7 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
         "nginx": "#2ca02c",
         "wr_sync": "#1f77b4",
         "wr_gthread": "#17becf",
+        "wr_gevent": "#9467bd",
     }
     for ax, metric in zip(axes.flat, panels, strict=False):
         label, unit, higher = METRICS[metric]

@@ -181,6 +181,9 @@ def _gunicorn(
     ]
     if worker == "gthread":
         argv += ["--threads", str(GTHREADS)]
+    if worker == "gevent":
+        # serve's default (issue 12): gevent with room for 10,000 downloads.
+        argv += ["--worker-connections", "10000"]
     proc = procs.start(name, [*argv, target], env=env)
     wait_for_port(port, proc)
     return proc
@@ -281,5 +284,6 @@ nginx_argv = _nginx_argv
 
 def ports() -> dict[str, int]:
     """Fresh loopback ports for every listener, plus one dead port."""
-    names = ("storage", "backend", "perlbal", "nginx", "wr_sync", "wr_gthread", "dead")
+    names = ("storage", "backend", "perlbal", "nginx", "wr_sync", "wr_gthread")
+    names += ("wr_gevent", "dead")
     return dict(zip(names, free_ports(len(names)), strict=True))
