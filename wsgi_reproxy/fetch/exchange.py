@@ -167,10 +167,14 @@ def send(
                 conn.connect()
             sock = conn.sock
             assert sock is not None
-            reader = SocketReader(sock)
+            reader = SocketReader(sock, timeouts.read)
             try:
                 sock.settimeout(timeouts.read)
-                sock.sendall(request)
+                # One send is nearly always enough for a request head;
+                # gevent's sendall costs a getsockopt and a loop even then.
+                sent = sock.send(request)
+                if sent < len(request):
+                    sock.sendall(memoryview(request)[sent:])
                 head = read_head(
                     reader, method, deadline=deadline, read_timeout=timeouts.read
                 )

@@ -97,7 +97,7 @@ def _read_block(reader: SocketReader, deadline: float, read_timeout: float) -> b
 
 
 def _parse_block(block: bytes) -> tuple[str, int, str, list[tuple[str, str]]]:
-    if b"\r" in block.replace(b"\r\n", b""):
+    if block.count(b"\r") != block.count(b"\r\n"):
         raise FramingError("bare CR in the response head")  # RFC 9112 §2.2
     if b"\x00" in block:
         raise FramingError("NUL in the response head")

@@ -90,6 +90,9 @@ class OriginPools(urllib3.PoolManager):
 
 _pool_lock = threading.Lock()
 _pool: urllib3.PoolManager | None = None
+#: This process's id, kept current by the fork hook below where there is
+#: one (os.getpid() is a system call per request otherwise: issue 16).
+_pid: int | None = os.getpid() if hasattr(os, "register_at_fork") else None
 _pool_pid: int | None = None
 
 
@@ -101,7 +104,7 @@ def default_pool() -> urllib3.PoolManager:
     hold one, and a socket shared between processes is unusable (SPEC §5).
     """
     global _pool, _pool_pid
-    pid = os.getpid()
+    pid = _pid if _pid is not None else os.getpid()
     pool = _pool
     if pool is not None and _pool_pid == pid:
         return pool
@@ -119,8 +122,9 @@ def default_pool() -> urllib3.PoolManager:
 def _reset_lock_after_fork() -> None:
     # A thread of the parent may have held the lock at fork time; the child
     # has no such thread, so it needs a fresh lock (the pid check does the rest).
-    global _pool_lock
+    global _pool_lock, _pid
     _pool_lock = threading.Lock()
+    _pid = os.getpid()
 
 
 if hasattr(os, "register_at_fork"):

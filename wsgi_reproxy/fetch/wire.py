@@ -52,16 +52,24 @@ class SocketReader:
     :param sock: a connected socket (plain or TLS).
     """
 
-    __slots__ = ("sock", "buf", "received")
+    __slots__ = ("sock", "buf", "received", "_timeout")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, timeout: float | None = None) -> None:
         self.sock = sock
         self.buf = b""
         self.received = 0  # bytes of this response seen so far
+        self._timeout = timeout  # what the socket is set to, when known
+
+    def settimeout(self, timeout: float) -> None:
+        """Set the socket's timeout, skipping the call when it is unchanged
+        (under gevent each call is Python code: issue 16's profile)."""
+        if timeout != self._timeout:
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
 
     def fill(self, timeout: float) -> bool:
         """Receive more bytes into the buffer; ``False`` at end of stream."""
-        self.sock.settimeout(timeout)
+        self.settimeout(timeout)
         data = self.sock.recv(_RECV)
         if not data:
             return False
@@ -83,7 +91,7 @@ class SocketReader:
         view[:have] = buf
         self.buf = b""
         sock = self.sock
-        sock.settimeout(timeout)
+        self.settimeout(timeout)
         while have < size:
             n = sock.recv_into(view[have:], size - have)
             if not n:
