@@ -28,8 +28,11 @@ if TYPE_CHECKING:
 #: Longest chunk-size line, chunk extensions included.
 MAX_CHUNK_LINE = 4096
 
-#: Bytes asked of the socket per receive while reading a head.
-_RECV = 64 * 1024
+#: Bytes asked of the socket per receive while reading a head: enough for a
+#: head and a small body in one receive, and no more than a slow client's
+#: first body read (fetch.body), so body bytes taken with the head do not
+#: sit in this buffer for each of thousands of slow downloads (issue 12).
+_RECV = 16 * 1024
 
 # RFC 9110 §5.1/§5.5: field-name is a token; field-value is VCHAR, obs-text,
 # SP and HTAB only: no CR, LF, NUL or other control character.
