@@ -137,7 +137,8 @@ class TriggerDispatch:
         start_response: StartResponse,
     ) -> Iterable[bytes]:
         """Serve the first trigger of *app_headers* the settings switch on."""
-        present = [t for t in TRIGGERS if header_values(app_headers, t)]
+        names = {name.lower() for name, _ in app_headers}  # one pass, not four
+        present = [t for t in TRIGGERS if t in names]
         if not present:
             present = ["x-reproxy-url"]  # a cache entry: its URL list, or 502
         trigger = next((t for t in present if _switched_on(t, settings)), None)
