@@ -155,9 +155,6 @@ def send(
     scheme, host, port, authority, target = _target(url)
     pool = manager.connection_from_host(host, port=port, scheme=scheme)
     request = _request_bytes(method, target, authority, headers)
-    deadline = time.monotonic() + timeouts.read
-    if timeouts.deadline is not None:
-        deadline = min(deadline, timeouts.deadline)
     conn = cast(HTTPConnection, pool._get_conn(timeout=timeouts.connect))
     try:
         for attempt in (1, 2):
@@ -175,6 +172,11 @@ def send(
                 sent = sock.send(request)
                 if sent < len(request):
                     sock.sendall(memoryview(request)[sent:])
+                # READ bounds the whole head, counted from the request sent
+                # (as nginx's proxy_read_timeout starts), within TOTAL.
+                deadline = time.monotonic() + timeouts.read
+                if timeouts.deadline is not None:
+                    deadline = min(deadline, timeouts.deadline)
                 head = read_head(
                     reader, method, deadline=deadline, read_timeout=timeouts.read
                 )
