@@ -202,10 +202,27 @@ def start_wsgi_reproxy(
     return _gunicorn(procs, name, target, port, worker, env)
 
 
-def start_perlbal(procs: Procs, workdir: Path, port: int, backend: int) -> Proc:
-    """perlbal as a reverse proxy with reproxying on."""
-    d = workdir / "perlbal"
+def start_perlbal(
+    procs: Procs,
+    workdir: Path,
+    port: int,
+    backend: int,
+    *,
+    name: str = "perlbal",
+    tuned_buffers: bool = True,
+) -> Proc:
+    """perlbal as a reverse proxy with reproxying on.
+
+    :param tuned_buffers: 1 MiB buffers for throughput; ``False`` keeps
+        perlbal's defaults (the slow-client scenario measures those).
+    """
+    d = workdir / name
     d.mkdir(parents=True, exist_ok=True)
+    buffers = (
+        "  SET buffer_size             = 1m\n  SET buffer_size_reproxy_url = 1m\n"
+        if tuned_buffers
+        else ""
+    )
     # Parameters: /usr/share/doc/perlbal/doc/service-parameters.txt.gz.
     conf = f"""
 CREATE POOL backends
@@ -221,14 +238,12 @@ CREATE SERVICE front
   SET verify_backend          = off
   SET backend_persist_cache   = 32
   SET connect_ahead           = 4
-  SET buffer_size             = 1m
-  SET buffer_size_reproxy_url = 1m
-  SET server_tokens           = off
+{buffers}  SET server_tokens           = off
 ENABLE front
 """
     path = d / "perlbal.conf"
     path.write_text(conf)
-    proc = procs.start("perlbal", ["perlbal", f"--config={path}"])
+    proc = procs.start(name, ["perlbal", f"--config={path}"])
     wait_for_port(port, proc)
     return proc
 

@@ -132,34 +132,6 @@ def _front_nginx(
     return proc
 
 
-def _front_perlbal(procs: Procs, work: Path, port: int, backend: int) -> Proc:
-    """perlbal with reproxying, its default buffer sizes."""
-    d = work / "perlbal_slow"
-    d.mkdir(parents=True, exist_ok=True)
-    conf = f"""
-CREATE POOL backends
-  POOL backends ADD 127.0.0.1:{backend}
-
-CREATE SERVICE front
-  SET listen                  = 127.0.0.1:{port}
-  SET role                    = reverse_proxy
-  SET pool                    = backends
-  SET enable_reproxy          = true
-  SET persist_client          = on
-  SET persist_backend         = on
-  SET verify_backend          = off
-  SET backend_persist_cache   = 32
-  SET connect_ahead           = 4
-  SET server_tokens           = off
-ENABLE front
-"""
-    path = d / "perlbal.conf"
-    path.write_text(conf)
-    proc = procs.start("perlbal_slow", ["perlbal", f"--config={path}"])
-    wait_for_port(port, proc)
-    return proc
-
-
 def _front_wsgi_reproxy(
     procs: Procs, work: Path, port: int, env: dict[str, str]
 ) -> Proc:
@@ -211,7 +183,14 @@ def start(procs: Procs, work: Path) -> tuple[list[servers.System], int]:
             "perlbal",
             "perlbal",
             port["perlbal"],
-            _front_perlbal(procs, work, port["perlbal"], port["backend"]),
+            servers.start_perlbal(
+                procs,
+                work,
+                port["perlbal"],
+                port["backend"],
+                name="perlbal_slow",
+                tuned_buffers=False,
+            ),
             "/ok",
             True,
             backend,
