@@ -211,25 +211,25 @@ class Fetcher:
             )
 
     def _body(self, response: Response, url: str) -> UpstreamBody:
-        """The streaming body, its first bytes already in (SPEC §4.10).
+        """The streaming body, its first read already in (SPEC §4.10).
 
-        A target that sends its head and then closes, or stalls, before the
-        first body byte is a failed try: the client has seen nothing yet.
-        A body that fits one read is read whole and the connection given
-        back before the client gets a byte (issue 16).
+        A target that sends its head and then closes, or stalls, before that
+        first read is complete is a failed try: the client has seen nothing
+        yet.  A body that fits :data:`SMALL_BODY` is read whole and the
+        connection given back before the client gets a byte (issue 16).
         """
         length = response.length_remaining
         with upstream_errors(url):
             try:
-                if length is not None and 0 < length <= SMALL_BODY:
-                    first = response.read(length)
-                    if len(first) < length:
-                        response.read(length)  # raises: the target broke off
-                else:
-                    # As small as the body's own first reads (issue 12).
-                    first = response.body.read_some(
-                        min(self.chunk_size, MIN_CHUNK_SIZE)
-                    )
+                # A small body whole (its slot is freed before the client
+                # reads); else a first read as small as the body's own first
+                # reads (issue 12).
+                want = min(self.chunk_size, MIN_CHUNK_SIZE)
+                if length is not None and length <= SMALL_BODY:
+                    want = length
+                first = response.read(want)
+                if len(first) < want and response.length_remaining != 0:
+                    response.read(want)  # raises: the target broke off
             except BaseException:
                 response.close()
                 response.release_conn()

@@ -175,26 +175,6 @@ class Body:
             return data
         return self._read_chunked(size)
 
-    def read_some(self, size: int) -> bytes:
-        """Up to *size* body bytes, at least one unless the body is empty,
-        without waiting for more than one receive's worth."""
-        if self.done:
-            return b""
-        reader = self.reader
-        if self.framing == "chunked" and self._chunk_left == 0:
-            self._read_chunked(0)  # the size line (and the end, if it is 0)
-            if self.done:
-                return b""
-        if not reader.buf and not reader.fill(self.timeout):
-            if self.framing == "close":
-                self.done = True
-                return b""
-            raise FramingError("connection closed before the first body byte")
-        size = min(size, len(reader.buf))
-        if self.framing == "chunked":
-            size = min(size, self._chunk_left)
-        return self.read(size)
-
     def _read_chunked(self, size: int) -> bytes:
         parts: list[bytes] = []
         want = size

@@ -25,9 +25,6 @@ if TYPE_CHECKING:
 
 Headers = list[tuple[str, str]]
 
-#: Headers of the app's response that ask for a reproxy (perlbal).
-TRIGGER_HEADERS = frozenset({"x-reproxy-url", "x-reproxy-file"})
-
 #: Request headers never forwarded even when listed: they describe the
 #: client's connection, not the object (RFC 9110 §7.6.1).
 NEVER_FORWARDED = frozenset(
