@@ -148,6 +148,10 @@ class UpstreamBody:
         self.complete = False
         self._closed = False
         self.on_close = on_close
+        #: called with the size of the next read, returns the size to read
+        #: now, waiting while the client has no room (see
+        #: :mod:`wsgi_reproxy.responders.pace`); ``None`` reads ``read_size``
+        self.pace: Callable[[int], int] | None = None
 
     def __iter__(self) -> UpstreamBody:
         return self
@@ -160,9 +164,12 @@ class UpstreamBody:
         if self._first:
             data, self._first = self._first, b""
         else:
+            size = self.read_size
+            if self.pace is not None:
+                size = self.pace(size)
             try:
                 with upstream_errors(self.url, error=TruncatedBodyError):
-                    data = self._response.read(self.read_size, decode_content=False)
+                    data = self._response.read(size, decode_content=False)
             except TruncatedBodyError as exc:
                 self._log.warning(
                     "reproxy body broke off after %d bytes: %s", self.bytes_sent, exc

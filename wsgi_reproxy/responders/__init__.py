@@ -6,6 +6,7 @@ iterable::
 
     headers     what the target is sent and what the client gets back
     url         X-Reproxy-Url: fetch the first good target, else 502/504
+    pace        read a body no faster than the client's socket takes it
     transfer    one reproxy's outcome: its log line, fields and metrics
     file        X-Reproxy-File: a local file below ReproxyFileRoot
     cache       X-Reproxy-Cache-For: remember URL lists, skip the app

@@ -34,6 +34,7 @@ from .headers import (
     header_values,
     status_line,
 )
+from .pace import client_pace
 from .transfer import ReproxyRecord, Transfer, fields
 
 if TYPE_CHECKING:
@@ -156,6 +157,7 @@ class UrlResponder:
             show_query=show,
             unread=" (GET for HEAD, not read)" if head_as_get else " (incomplete)",
         )
+        upstream.body.pace = client_pace(environ)
         transfer = Transfer(upstream.body, record, self.logger, self.metrics)
         try:
             start_response(

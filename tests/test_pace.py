@@ -1,0 +1,144 @@
+"""Body reads paced to the client's socket (issue 12): never more than its
+send buffer takes now, a tail last before it is full, a wait while it is.
+Real loopback sockets; the client side reads nothing unless told."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import TargetServer, make_bytes
+
+from wsgi_reproxy import Settings
+from wsgi_reproxy.fetch.fetcher import Fetcher
+from wsgi_reproxy.responders.pace import TAIL, ClientPace, client_pace
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux", reason="SO_MEMINFO: the send queue is read on Linux"
+)
+
+SETTINGS = Settings(allow_reproxy=True, connect_timeout=1, read_timeout=1)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """(server side, client side) of one loopback TCP connection; the
+    client's small receive buffer makes the server's send buffer fill."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        client.connect(listener.getsockname())
+        server, _ = listener.accept()
+    with server, client:
+        server.settimeout(0.3)
+        yield server, client
+
+
+def fill(server: socket.socket, pace: ClientPace, want: int) -> list[int]:
+    """Send what *pace* allows until it gives up waiting; the sizes."""
+    sizes: list[int] = []
+    for _ in range(100_000):  # bounded: a few MiB of buffers at most
+        try:
+            size = pace(want)
+        except TimeoutError:
+            return sizes
+        started = time.monotonic()
+        server.sendall(b"x" * size)  # raises if the kernel refused to take it
+        assert time.monotonic() - started < 0.2, "a paced send had to wait"
+        sizes.append(size)
+    raise AssertionError("the send buffer never filled")
+
+
+def test_reads_stop_a_tail_short_of_a_full_buffer_then_wait(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    server, client = pair
+    pace = ClientPace(server)
+    started = time.monotonic()
+    sizes = fill(server, pace, 16384)
+    # Every read was taken at once by a send that polls for writability
+    # first (Python's, with a timeout), and the client got none: the last
+    # piece before the wait (what the WSGI server keeps referenced through
+    # it) is at most two tails, and the wait ended at the socket's timeout.
+    assert sizes and max(sizes) <= 16384
+    assert 0 < sizes[-1] <= 2 * TAIL
+    assert sum(sizes) > 16384
+    assert time.monotonic() - started >= 0.3
+    assert pace.budget() < 0
+
+
+def test_a_client_that_reads_again_gets_reads_again(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    server, client = pair
+    pace = ClientPace(server)
+    sent = sum(fill(server, pace, 16384))
+    client.settimeout(5)
+    received = 0
+    while received < sent:
+        received += len(client.recv(1 << 20))
+    deadline = time.monotonic() + 5
+    while pace.budget() < 16384 + TAIL and time.monotonic() < deadline:
+        time.sleep(0.01)  # the acks arrive
+    assert pace(16384) == 16384
+
+
+def test_budget_is_two_thirds_of_the_send_buffer_less_what_is_queued(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    server, _ = pair
+    pace = ClientPace(server)
+    empty = pace.budget()
+    assert empty == 2 * server.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 3
+    assert pace(4096) == 4096  # plenty of room: what was asked
+    assert pace(empty) == empty - TAIL  # would reach the limit: a tail short
+
+
+def test_a_closed_client_socket_leaves_the_send_to_fail(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    server, _ = pair
+    pace = ClientPace(server)
+    server.close()
+    assert pace(16384) == 16384
+
+
+def _environ(sock: Any, protocol: str = "HTTP/1.1") -> dict[str, Any]:
+    return {"gunicorn.socket": sock, "SERVER_PROTOCOL": protocol}
+
+
+def test_paced_only_with_gunicorns_http1_client_socket(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    server, _ = pair
+    assert isinstance(client_pace(_environ(server)), ClientPace)
+    assert isinstance(client_pace(_environ(server, "HTTP/1.0")), ClientPace)
+    assert client_pace(_environ(server, "HTTP/2")) is None
+    assert client_pace({"SERVER_PROTOCOL": "HTTP/1.1"}) is None  # mod_wsgi
+
+
+def test_body_reads_what_the_pace_allows(target: TargetServer, pool: Any) -> None:
+    upstream = Fetcher(pool).open(target.url("/files/1m.bin"), "GET", {}, SETTINGS)
+    asked: list[int] = []
+
+    def pace(want: int) -> int:
+        asked.append(want)
+        return 1000
+
+    upstream.body.pace = pace
+    try:
+        pieces = list(upstream.body)
+    finally:
+        upstream.body.close()
+    data = b"".join(pieces)
+    expected = make_bytes(1 << 20, "1m")
+    assert hashlib.sha256(data).digest() == hashlib.sha256(expected).digest()
+    # The first piece was read before the response started; every later
+    # read is the pace's size, asked with the body's own read size.
+    assert {len(p) for p in pieces[1:-1]} == {1000}
+    assert asked and min(asked) >= 1000

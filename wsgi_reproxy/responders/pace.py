@@ -1,0 +1,130 @@
+"""Read from the target only what the client's socket can take now.
+
+While a client drains slowly, every body byte read from the storage node
+and not yet taken by the client's kernel buffer sits in this process: the
+WSGI server's ``sendall`` holds the chunk until its last byte is accepted.
+A 16 KiB read was a third of what a slow download cost in all (issue 12).
+Left on the storage connection the same bytes cost nothing here: they wait
+in the kernel's receive buffer, and TCP's flow control holds the node back
+-- what nginx does when its proxy buffers are full.
+
+So when the WSGI server hands over the client socket (gunicorn's
+``environ["gunicorn.socket"]``, HTTP/1.x) on Linux, :class:`ClientPace`
+sizes each body read to what the socket takes while the kernel still calls
+it writable, and waits for it to become writable when it is not.  Linux
+reports a TCP socket writable while the bytes queued in its send buffer
+are at most two thirds of the buffer (``sk_stream_is_writeable``); both
+numbers, as the kernel counts them, come from ``SO_MEMINFO``.  That rule
+matters because Python's ``sendall`` on a socket with a timeout (sync and
+gthread workers under ``--send-timeout``) polls for writability *before*
+each send, while gevent's tries the send first; sized this way neither
+waits with a chunk in hand.  The wait is ``select.poll``, which gevent's
+worker patches into a wait of this greenlet alone; sync and gthread
+workers block the thread in it as ``sendall`` would have.
+
+gunicorn's ``for item in body`` keeps the last chunk referenced while it
+asks for the next, so the chunk sent just before a wait is held through
+it: the read that would reach the limit stops :data:`TAIL` short, and a
+piece of at most two tails crosses it alone.  A parked slow download holds
+no more body bytes than that.  A client that takes nothing for the
+socket's timeout (``serve --send-timeout``) gets :class:`TimeoutError`, as
+from ``sendall``, and gunicorn closes the response and the connection::
+
+    body.pace = client_pace(environ)  # None: read what the body asks for
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+#: ``getsockopt(SOL_SOCKET, SO_MEMINFO)`` (Linux 4.6+): nine u32 counters,
+#: the send buffer's size at index 3 and the bytes queued in it at 5.
+SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55) if sys.platform == "linux" else None
+_MEMINFO = struct.Struct("9I")
+
+#: The last piece before the wait is at most two of these, held by the
+#: WSGI server while the client drains: one more read and send per wait
+#: buys 14 of the 16 KiB a full-size last chunk would pin (issue 12).
+TAIL = 1024
+
+
+class ClientPace:
+    """How many bytes the client's socket takes now, waiting for room.
+
+    :param sock: the connected client socket (plain, TLS or gevent's).
+    :raise OSError: the kernel has no ``SO_MEMINFO``.
+    """
+
+    __slots__ = ("_sock", "_fd", "_poll")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._fd: int = sock.fileno()
+        self._poll: Any = None
+        self.budget()
+
+    def budget(self) -> int:
+        """Bytes a send may add while the socket stays writable; below 0
+        when it is not writable now."""
+        assert SO_MEMINFO is not None
+        info = self._sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, _MEMINFO.size)
+        counters = _MEMINFO.unpack_from(info)
+        size, queued = int(counters[3]), int(counters[5])
+        return 2 * size // 3 - queued
+
+    def __call__(self, want: int) -> int:
+        """The size to read now, at most *want*; waits while there is no room.
+
+        :raise TimeoutError: the client took nothing for the socket's timeout.
+        """
+        try:
+            budget = self.budget()
+        except OSError:
+            # A closed or broken socket: let the WSGI server's send say so.
+            return want
+        if budget < 0:
+            self._wait()  # TimeoutError is an OSError: not caught above
+            try:
+                budget = max(0, self.budget())
+            except OSError:
+                return want
+        if budget >= want + TAIL:
+            return want
+        if budget > 2 * TAIL:
+            return budget - TAIL
+        return min(want, budget + TAIL)
+
+    def _wait(self) -> None:
+        if self._poll is None:
+            self._poll = select.poll()
+            self._poll.register(self._fd, select.POLLOUT)
+        timeout = self._sock.gettimeout()
+        ms = None if timeout is None else max(1, int(timeout * 1000))
+        if not self._poll.poll(ms):
+            raise TimeoutError(f"client took nothing for {timeout:g} s")
+
+
+def client_pace(environ: WSGIEnvironment) -> Callable[[int], int] | None:
+    """A :class:`ClientPace` for this request's client, when one can be had.
+
+    ``None`` off Linux (or before 4.6), without ``gunicorn.socket``
+    (mod_wsgi, webtest) and for HTTP/2, whose one socket carries many
+    responses.
+    """
+    sock = environ.get("gunicorn.socket")
+    if sock is None or SO_MEMINFO is None:
+        return None
+    if not str(environ.get("SERVER_PROTOCOL", "")).startswith("HTTP/1"):
+        return None
+    try:
+        return ClientPace(sock)
+    except (OSError, ValueError, AttributeError):
+        return None
