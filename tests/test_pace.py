@@ -64,9 +64,9 @@ def test_reads_stop_a_tail_short_of_a_full_buffer_then_wait(
     # Every read was taken at once by a send that polls for writability
     # first (Python's, with a timeout), and the client got none: the last
     # piece before the wait (what the WSGI server keeps referenced through
-    # it) is at most two tails, and the wait ended at the socket's timeout.
+    # it) is at most two tails and a little, and the wait ended at the socket's timeout.
     assert sizes and max(sizes) <= 16384
-    assert 0 < sizes[-1] <= 2 * TAIL
+    assert 0 < sizes[-1] <= 2 * TAIL + 256
     assert sum(sizes) > 16384
     assert time.monotonic() - started >= 0.3
     assert pace.budget() < 0
@@ -96,7 +96,9 @@ def test_budget_is_two_thirds_of_the_send_buffer_less_what_is_queued(
     empty = pace.budget()
     assert empty == 2 * server.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 3
     assert pace(4096) == 4096  # plenty of room: what was asked
-    assert pace(empty) == empty - TAIL  # would reach the limit: a tail short
+    # Near the limit a quarter short of it (the kernel counts bookkeeping)
+    assert pace(empty) == (empty - TAIL) * 3 // 4
+    assert pace(2 * TAIL) == 2 * TAIL  # plenty for a small read
 
 
 def test_a_closed_client_socket_leaves_the_send_to_fail(

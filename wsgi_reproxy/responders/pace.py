@@ -24,8 +24,8 @@ workers block the thread in it as ``sendall`` would have.
 
 gunicorn's ``for item in body`` keeps the last chunk referenced while it
 asks for the next, so the chunk sent just before a wait is held through
-it: the read that would reach the limit stops :data:`TAIL` short, and a
-piece of at most two tails crosses it alone.  A parked slow download holds
+it: reads near the limit stay short of it, and a piece of at most two
+tails (and a little) crosses it alone.  A parked slow download holds
 no more body bytes than that.  A client that takes nothing for the
 socket's timeout (``serve --send-timeout``) gets :class:`TimeoutError`, as
 from ``sendall``, and gunicorn closes the response and the connection::
@@ -50,10 +50,14 @@ if TYPE_CHECKING:
 SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55) if sys.platform == "linux" else None
 _MEMINFO = struct.Struct("9I")
 
-#: The last piece before the wait is at most two of these, held by the
-#: WSGI server while the client drains: one more read and send per wait
-#: buys 14 of the 16 KiB a full-size last chunk would pin (issue 12).
+#: Below twice this budget the next piece is the last before the wait,
+#: held by the WSGI server while the client drains: two or three more
+#: reads and sends per wait buy 14 of the 16 KiB a full-size last chunk
+#: would pin, and all of a larger read's (issue 12).
 TAIL = 1024
+
+#: What the last piece takes beyond the budget, so that it crosses the limit.
+_OVER = 256
 
 
 class ClientPace:
@@ -96,11 +100,15 @@ class ClientPace:
                 budget = max(0, self.budget())
             except OSError:
                 return want
-        if budget >= want + TAIL:
+        # A send queues more than its bytes (the kernel counts each buffer's
+        # bookkeeping too: 16 KiB sends queued 17.6 KiB each on loopback), so
+        # a read stays a quarter short of the budget and the budget shrinks
+        # in steps until a small piece crosses the limit.
+        if budget >= want + want // 4 + TAIL:
             return want
         if budget > 2 * TAIL:
-            return budget - TAIL
-        return min(want, budget + TAIL)
+            return (budget - TAIL) * 3 // 4
+        return min(want, budget + _OVER)
 
     def _wait(self) -> None:
         if self._poll is None:
