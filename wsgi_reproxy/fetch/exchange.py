@@ -99,6 +99,11 @@ class Response:
         self.body = Body(reader, head, timeouts.read)
         self._reusable = head.keep_alive
 
+    def forget_head(self) -> None:
+        """Let the head go once its headers are handed on: the body may be
+        read for minutes, to a slow client (issue 12)."""
+        del self.head, self.headers
+
     @property
     def length_remaining(self) -> int | None:
         """Body bytes still to read when the length is known, else ``None``."""

@@ -202,13 +202,15 @@ class Fetcher:
                 if problem is not None:
                     discard(response)
                     raise UpstreamError(url, problem)
-            return Upstream(
+            upstream = Upstream(
                 url=url,
                 status=status,
                 reason=response.reason,
                 headers=response.headers,
                 body=self._body(response, url),
             )
+            response.forget_head()
+            return upstream
 
     def _body(self, response: Response, url: str) -> UpstreamBody:
         """The streaming body, its first read already in (SPEC §4.10).

@@ -18,9 +18,9 @@ numbers, as the kernel counts them, come from ``SO_MEMINFO``.  That rule
 matters because Python's ``sendall`` on a socket with a timeout (sync and
 gthread workers under ``--send-timeout``) polls for writability *before*
 each send, while gevent's tries the send first; sized this way neither
-waits with a chunk in hand.  The wait is ``select.poll``, which gevent's
-worker patches into a wait of this greenlet alone; sync and gthread
-workers block the thread in it as ``sendall`` would have.
+waits with a chunk in hand.  The wait is gevent's ``wait_write`` on
+a gevent socket (a wait of this greenlet alone), else ``select.poll``:
+sync and gthread workers block the thread in it as ``sendall`` would have.
 
 gunicorn's ``for item in body`` keeps the last chunk referenced while it
 asks for the next, so the chunk sent just before a wait is held through
@@ -67,12 +67,12 @@ class ClientPace:
     :raise OSError: the kernel has no ``SO_MEMINFO``.
     """
 
-    __slots__ = ("_sock", "_fd", "_poll")
+    __slots__ = ("_sock", "_fd", "_gevent")
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
         self._fd: int = sock.fileno()
-        self._poll: Any = None
+        self._gevent = type(sock).__module__.startswith("gevent.")
         self.budget()
 
     def budget(self) -> int:
@@ -84,7 +84,7 @@ class ClientPace:
         size, queued = int(counters[3]), int(counters[5])
         return 2 * size // 3 - queued
 
-    def __call__(self, want: int) -> int:
+    def size(self, want: int) -> int:
         """The size to read now, at most *want*; waits while there is no room.
 
         :raise TimeoutError: the client took nothing for the socket's timeout.
@@ -111,17 +111,23 @@ class ClientPace:
         return min(want, budget + _OVER)
 
     def _wait(self) -> None:
-        if self._poll is None:
-            self._poll = select.poll()
-            self._poll.register(self._fd, select.POLLOUT)
         timeout = self._sock.gettimeout()
-        ms = None if timeout is None else max(1, int(timeout * 1000))
-        if not self._poll.poll(ms):
-            raise TimeoutError(f"client took nothing for {timeout:g} s")
+        expired = TimeoutError(f"client took nothing for {timeout:g} s")
+        if self._gevent:
+            # gevent's own wait: nothing kept between waits (its patched
+            # poll object would be, in each of thousands of downloads).
+            from gevent.socket import wait_write  # type: ignore[import-untyped]
+
+            wait_write(self._fd, timeout, expired)
+            return
+        poll = select.poll()
+        poll.register(self._fd, select.POLLOUT)
+        if not poll.poll(None if timeout is None else max(1, int(timeout * 1000))):
+            raise expired
 
 
 def client_pace(environ: WSGIEnvironment) -> Callable[[int], int] | None:
-    """A :class:`ClientPace` for this request's client, when one can be had.
+    """:meth:`ClientPace.size` for this request's client, when one can be had.
 
     ``None`` off Linux (or before 4.6), without ``gunicorn.socket``
     (mod_wsgi, webtest) and for HTTP/2, whose one socket carries many
@@ -133,6 +139,9 @@ def client_pace(environ: WSGIEnvironment) -> Callable[[int], int] | None:
     if not str(environ.get("SERVER_PROTOCOL", "")).startswith("HTTP/1"):
         return None
     try:
-        return ClientPace(sock)
+        # The bound method, not the instance: calling it from the body's
+        # __next__ adds no C stack level, which every parked greenlet keeps
+        # a copy of.
+        return ClientPace(sock).size
     except (OSError, ValueError, AttributeError):
         return None

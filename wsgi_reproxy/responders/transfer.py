@@ -112,7 +112,9 @@ class Transfer:
 
     def __next__(self) -> bytes:
         try:
-            return next(self._body)
+            # The method, not next(): one C stack level less in every
+            # parked greenlet's saved stack (issue 12).
+            return self._body.__next__()
         except TruncatedBodyError:
             self._broken = True
             raise
