@@ -39,9 +39,12 @@ def _native_poll() -> Callable[[], Any] | None:
         return native
     native = current
     monkey = sys.modules.get("gevent.monkey")
-    if current is not None and monkey is not None:
-        if monkey.is_object_patched("select", "poll"):
-            native = monkey.get_original("select", "poll")
+    if (
+        monkey is not None
+        and current is not None
+        and monkey.is_object_patched("select", "poll")
+    ):
+        native = monkey.get_original("select", "poll")
     _resolved = (current, native)
     return native
 
