@@ -70,8 +70,10 @@ class Head:
     def get(self, name: str) -> str | None:
         """The first value of header *name* (case-insensitive), or ``None``."""
         name = name.lower()
+        size = len(name)
         for key, value in self.headers:
-            if key.lower() == name:
+            # The length first: most names differ in it (issue 16).
+            if len(key) == size and key.lower() == name:
                 return value
         return None
 
