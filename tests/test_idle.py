@@ -16,6 +16,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import webtest
@@ -257,3 +258,74 @@ def test_without_gevent_loaded_the_check_does_not_import_it() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "False\n", "")
+
+
+def test_a_select_poll_replaced_after_import_is_the_one_used(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import select
+
+    calls: list[int] = []
+    real = select.poll
+
+    def counting() -> Any:
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(select, "poll", counting)
+    ours, theirs = pair
+    assert has_pending(ours) is False
+    theirs.sendall(b"x")
+    _settle(ours)
+    assert has_pending(ours) is True
+    assert len(calls) >= 2
+
+
+def test_without_poll_the_check_is_urllib3s_select(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import select
+
+    import urllib3.util.wait as wait
+
+    monkeypatch.delattr(select, "poll")
+    monkeypatch.setattr(wait, "wait_for_socket", wait.select_wait_for_socket)
+    ours, theirs = pair
+    assert has_pending(ours) is False
+    theirs.sendall(b"x")
+    time.sleep(0.05)
+    assert has_pending(ours) is True
+
+
+def test_the_default_pools_connections_use_the_cheap_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import wsgi_reproxy.fetch.pool as pool_module
+
+    asked: list[object] = []
+
+    def spy(sock: object) -> bool:
+        asked.append(sock)
+        return has_pending(sock)
+
+    monkeypatch.setattr(pool_module, "has_pending", spy)
+    pools = OriginPools(num_pools=4, maxsize=1)
+    try:
+        for scheme, port in (("http", 80), ("https", 443)):
+            cls = pools.connection_from_host("127.0.0.1", port, scheme).ConnectionCls
+            conn = cls("127.0.0.1", port)
+            assert conn.is_connected is False  # no socket yet
+            with socket.create_server(("127.0.0.1", 0)) as listener:
+                conn.sock = socket.create_connection(listener.getsockname())
+                peer, _ = listener.accept()
+            with peer:
+                assert conn.is_connected is True
+                peer.sendall(b"stray")
+                _settle(conn.sock)
+                assert conn.is_connected is False
+            assert asked == [conn.sock, conn.sock]
+            asked.clear()
+            conn.sock.close()
+            conn.sock = None
+    finally:
+        pools.clear()
