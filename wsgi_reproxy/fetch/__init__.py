@@ -12,6 +12,7 @@ buffering, or the list of :class:`~wsgi_reproxy.UpstreamError` failures::
     wire        socket reads and the body read to exactly its end
     body        the streaming body and its connection's return to the pool
     pool        the process-wide pool, bounded per host, rebuilt after fork
+    idle        the check of an idle connection before reuse: one poll(0)
     boundary    urllib3 exceptions -> UpstreamError, in one place
     poolstats   open and idle connections per host, for the metrics
     metrics     the Metrics protocol (one call per event) and its no-op

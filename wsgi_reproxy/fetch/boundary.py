@@ -10,8 +10,7 @@ Every urllib3 (or socket) exception is translated into
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from types import TracebackType
 
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -27,27 +26,44 @@ from ..exceptions import BusyError, UpstreamError
 from .wire import FramingError
 
 
-@contextlib.contextmanager
-def upstream_errors(
-    url: str, *, error: type[UpstreamError] = UpstreamError
-) -> Iterator[None]:
+class upstream_errors:  # lower case: it replaced a function of that name
     """Translate urllib3 and socket exceptions into *error* for *url*.
 
     The one place where urllib3's exception hierarchy meets ours; the
-    original exception stays available as ``__cause__``.
+    original exception stays available as ``__cause__``.  A class, not a
+    ``contextlib.contextmanager``: it is entered two or three times per
+    reproxy, and a generator per entry showed in issue 16's profile.
     """
-    try:
-        yield
-    except MaxRetryError as exc:  # only with a caller's pool that retries
-        reason = exc.reason if exc.reason is not None else exc
-        raise _translate(url, reason, error) from exc
-    except FramingError as exc:
-        # RFC 9112: a response whose framing is in doubt is never passed on;
-        # once the body has started, the framing breaking is a broken body.
-        what = "body broke off" if error is not UpstreamError else "bad framing"
-        raise error(url, f"{what}: {exc}") from exc
-    except (HTTPError, OSError) as exc:
-        raise _translate(url, exc, error) from exc
+
+    __slots__ = ("url", "error")
+
+    def __init__(self, url: str, *, error: type[UpstreamError] = UpstreamError):
+        self.url = url
+        self.error = error
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            return
+        url, error = self.url, self.error
+        if isinstance(exc, MaxRetryError):  # only with a caller's pool that retries
+            reason = exc.reason if exc.reason is not None else exc
+            raise _translate(url, reason, error) from exc
+        if isinstance(exc, FramingError):
+            # RFC 9112: a response whose framing is in doubt is never passed
+            # on; once the body has started, the framing breaking is a
+            # broken body.
+            what = "body broke off" if error is not UpstreamError else "bad framing"
+            raise error(url, f"{what}: {exc}") from exc
+        if isinstance(exc, (HTTPError, OSError)):
+            raise _translate(url, exc, error) from exc
 
 
 def _translate(

@@ -32,6 +32,17 @@ MAX_INTERIM = 16
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([\t !-~\x80-\xff]*))?")
 _DIGITS = re.compile(rb"[0-9]+")
 
+# The same grammar over a whole head block decoded as latin-1, for the
+# common head that is valid: one fullmatch checks every line and one findall
+# yields the (name, value) pairs, instead of a regex and two decodes a line
+# (issue 16).  Anything it refuses goes to the line-by-line parse, which
+# names the fault; so the result is the same, only found sooner.
+_FIELD_TEXT = FIELD.pattern.decode("latin-1")
+_STATUS_TEXT = _STATUS_LINE.pattern.decode("latin-1")
+# Groups 1-3 are the status line's; group 4 starts at the first header.
+_HEAD_TEXT = re.compile(f"{_STATUS_TEXT}\\r?\\n((?:{_FIELD_TEXT}\\r?\\n)*)")
+_FIELD_LINE = re.compile(f"{_FIELD_TEXT}\r?\n")
+
 
 @dataclass(slots=True)
 class Head:
@@ -59,8 +70,10 @@ class Head:
     def get(self, name: str) -> str | None:
         """The first value of header *name* (case-insensitive), or ``None``."""
         name = name.lower()
+        size = len(name)
         for key, value in self.headers:
-            if key.lower() == name:
+            # The length first: most names differ in it (issue 16).
+            if len(key) == size and key.lower() == name:
                 return value
         return None
 
@@ -97,6 +110,17 @@ def _read_block(reader: SocketReader, deadline: float, read_timeout: float) -> b
 
 
 def _parse_block(block: bytes) -> tuple[str, int, str, list[tuple[str, str]]]:
+    text = block.decode("latin-1")
+    m = _HEAD_TEXT.fullmatch(text)
+    if m is not None:
+        headers = _FIELD_LINE.findall(text, m.start(4))
+        if len(headers) <= MAX_HEADERS:
+            return "1." + m.group(1), int(m.group(2)), m.group(3) or "", headers
+    return _parse_lines(block)
+
+
+def _parse_lines(block: bytes) -> tuple[str, int, str, list[tuple[str, str]]]:
+    """:func:`_parse_block` line by line: the one that says what is wrong."""
     if block.count(b"\r") != block.count(b"\r\n"):
         raise FramingError("bare CR in the response head")  # RFC 9112 §2.2
     if b"\x00" in block:

@@ -26,6 +26,7 @@ Outcomes (``reproxy_finished``), one per reproxied request:
 
 from __future__ import annotations
 
+import functools
 from typing import Literal, Protocol
 
 Outcome = Literal["served", "failover", "failed", "aborted", "client-gone"]
@@ -133,10 +134,12 @@ NO_METRICS = NoMetrics()
 ALLOWLIST_REASON = "outside ReproxyAllowTargets"
 
 
+@functools.lru_cache(maxsize=4096)
 def target_host(url: str) -> str:
     """``"http://10.0.0.5:7500/dev/1.fid"`` -> ``"10.0.0.5:7500"``: the
     authority of an absolute URL, for per-host labels (no userinfo: URLs
-    with one are refused before they are tried)."""
+    with one are refused before they are tried).  Memoised: asked on every
+    try, of the same popular URLs (issue 16)."""
     rest = url.partition("//")[2]
     for end in "/?#":
         rest = rest.partition(end)[0]

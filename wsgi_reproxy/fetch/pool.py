@@ -15,7 +15,10 @@ from typing import Any
 
 import urllib3
 from urllib3._collections import RecentlyUsedContainer
-from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from .idle import has_pending
 
 #: Distinct target hosts kept in the process-wide pool (urllib3's LRU of
 #: per-host pools); storage clusters rarely have more nodes than this.
@@ -49,6 +52,27 @@ def max_connections() -> int:
     return int(text)
 
 
+class _HTTPConnection(HTTPConnection):
+    @property
+    def is_connected(self) -> bool:
+        # urllib3's check at reuse (_get_conn), one native poll(0) (.idle).
+        return self.sock is not None and not has_pending(self.sock)
+
+
+class _HTTPSConnection(HTTPSConnection):
+    @property
+    def is_connected(self) -> bool:
+        return self.sock is not None and not has_pending(self.sock)
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
 class OriginPools(urllib3.PoolManager):
     """A :class:`urllib3.PoolManager` that finds an origin's pool by a dict
     lookup, and closes the pools its LRU evicts.
@@ -58,12 +82,15 @@ class OriginPools(urllib3.PoolManager):
     of each ``(scheme, host, port)`` is remembered; the manager's LRU stays
     the one authority on which pools exist: an evicted pool is forgotten and
     closed (urllib3 2 no longer closes them), so the per-host bound holds.
+    Its pools check an idle connection before reuse with one native
+    ``poll(0)`` (:mod:`.idle`), not gevent's patched poll.
     """
 
     def __init__(self, num_pools: int, **connection_pool_kw: Any) -> None:
         super().__init__(num_pools=num_pools, **connection_pool_kw)
         self._by_origin: dict[tuple[str, str, int | None], HTTPConnectionPool] = {}
         self.pools = RecentlyUsedContainer(num_pools, dispose_func=self._evicted)
+        self.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def _evicted(self, pool: HTTPConnectionPool) -> None:
         for origin, known in list(self._by_origin.items()):

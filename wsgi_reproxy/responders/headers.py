@@ -63,7 +63,24 @@ def expected_size(app_headers: Iterable[tuple[str, str]]) -> int | str | None:
 def header_values(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
     """Every value of header *name* (any case), in order."""
     name = name.lower()
-    return [value for key, value in headers if key.lower() == name]
+    size = len(name)
+    # The length first: most names differ in it, and need no lower() then.
+    return [v for k, v in headers if len(k) == size and k.lower() == name]
+
+
+@functools.lru_cache(maxsize=256)
+def _forwardable(names: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """``(name, lower-case name, environ key)`` of each of *names* that is
+    not hop-by-hop by its nature: computed once per ``ReproxyForwardHeaders``
+    list, not per request (issue 16's profile: 28 lower() a request)."""
+    out = []
+    for name in names:
+        lower = name.lower()
+        if lower in NEVER_FORWARDED or is_hop_by_hop_header(lower):
+            continue
+        key = "CONTENT_TYPE" if lower == "content-type" else "HTTP_" + name.upper()
+        out.append((name, lower, key.replace("-", "_")))
+    return tuple(out)
 
 
 def forwarded_headers(environ: WSGIEnvironment, names: Sequence[str]) -> dict[str, str]:
@@ -74,17 +91,14 @@ def forwarded_headers(environ: WSGIEnvironment, names: Sequence[str]) -> dict[st
     its own ``Connection`` header (RFC 9110 §7.6.1:
     "Connection: close, X-Token" makes ``X-Token`` this hop's alone).
     """
-    hop = {
-        token.strip().lower() for token in environ.get("HTTP_CONNECTION", "").split(",")
-    }
+    connection = environ.get("HTTP_CONNECTION")
+    hop = (
+        {token.strip().lower() for token in connection.split(",")} if connection else ()
+    )
     out: dict[str, str] = {}
-    for name in names:
-        lower = name.lower()
-        if lower in NEVER_FORWARDED or lower in hop or is_hop_by_hop_header(lower):
-            continue
-        key = "CONTENT_TYPE" if lower == "content-type" else "HTTP_" + name.upper()
-        value = environ.get(key.replace("-", "_"))
-        if value is not None:
+    for name, lower, key in _forwardable(tuple(names)):
+        value = environ.get(key)
+        if value is not None and lower not in hop:
             out[name] = value
     return out
 
@@ -94,6 +108,22 @@ def _kept(preserve: tuple[str, ...], keep: tuple[str, ...]) -> frozenset[str]:
     # Settings are few and frozen: lower-case and filter each list once, not
     # per response (issue 16's profile: 14 names a request).
     return frozenset(h.lower() for h in (*preserve, *keep) if is_preservable(h))
+
+
+@functools.lru_cache(maxsize=1024)
+def _from_target(name: str) -> str | None:
+    """*name* in lower case when the rules that depend on the name alone let
+    a target's header reach the client, else ``None``: hop-by-hop, every
+    ``X-Reproxy-*`` and :data:`NEVER_FROM_TARGET` never do.  Memoised:
+    targets send the same few names (issue 16's profile)."""
+    lower = name.lower()
+    if (
+        is_hop_by_hop_header(lower)
+        or is_reproxy_header(lower)
+        or lower in NEVER_FROM_TARGET
+    ):
+        return None
+    return lower
 
 
 def client_headers(
@@ -113,18 +143,16 @@ def client_headers(
         for value in header_values(upstream.headers, "Connection")
         for token in value.split(",")
     }
-    headers = [
-        (name, value)
-        for name, value in upstream.headers
-        if not is_hop_by_hop_header(name)
-        and name.lower() not in listed
-        and not is_reproxy_header(name)
-        and name.lower() not in NEVER_FROM_TARGET
-    ]
     keep = _kept(settings.preserve_headers, settings.keep_app_headers)
     preserved = [(name, value) for name, value in app_headers if name.lower() in keep]
-    replaced = {name.lower() for name, _ in preserved}
-    headers = [h for h in headers if h[0].lower() not in replaced] + preserved
+    if preserved:
+        listed |= {name.lower() for name, _ in preserved}  # replaced: the app's
+    headers = []
+    for name, value in upstream.headers:
+        lower = _from_target(name)
+        if lower is not None and lower not in listed:
+            headers.append((name, value))
+    headers += preserved
     if upstream.status not in (204, 304) and not header_values(headers, "Content-Type"):
         # PEP 3333 servers and validators want a Content-Type; RFC 9110 §8.3
         # lets a recipient assume octet-stream.  The app's own type, when it
