@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -86,6 +87,33 @@ def test_a_client_that_reads_again_gets_reads_again(
     while pace.budget() < 16384 + TAIL and time.monotonic() < deadline:
         time.sleep(0.01)  # the acks arrive
     assert pace.size(16384) == 16384
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0], ids=["blocking", "with-timeout"])
+def test_a_wait_ends_when_the_client_reads(
+    pair: tuple[socket.socket, socket.socket], timeout: float | None
+) -> None:
+    server, client = pair
+    pace = ClientPace(server)
+    fill(server, pace, 16384)  # the budget is spent: the next call waits
+    server.settimeout(timeout)
+    reader = threading.Timer(0.2, lambda: drain(client))
+    reader.start()
+    try:
+        started = time.monotonic()
+        assert pace.size(16384) > 0
+        assert time.monotonic() - started >= 0.15
+    finally:
+        reader.join()
+
+
+def drain(client: socket.socket) -> None:
+    client.settimeout(0.5)
+    try:
+        while client.recv(1 << 20):
+            pass
+    except TimeoutError:
+        pass
 
 
 def test_budget_is_two_thirds_of_the_send_buffer_less_what_is_queued(

@@ -111,19 +111,22 @@ class ClientPace:
         return min(want, budget + _OVER)
 
     def _wait(self) -> None:
-        timeout = self._sock.gettimeout()
-        expired = TimeoutError(f"client took nothing for {timeout:g} s")
+        timeout = self._sock.gettimeout()  # None: as long as it takes
         if self._gevent:
             # gevent's own wait: nothing kept between waits (its patched
             # poll object would be, in each of thousands of downloads).
             from gevent.socket import wait_write  # type: ignore[import-untyped]
 
-            wait_write(self._fd, timeout, expired)
+            wait_write(self._fd, timeout, _expired(timeout))
             return
         poll = select.poll()
         poll.register(self._fd, select.POLLOUT)
         if not poll.poll(None if timeout is None else max(1, int(timeout * 1000))):
-            raise expired
+            raise _expired(timeout)
+
+
+def _expired(timeout: float | None) -> TimeoutError:
+    return TimeoutError(f"client took nothing for {timeout} s")
 
 
 def client_pace(environ: WSGIEnvironment) -> Callable[[int], int] | None:
