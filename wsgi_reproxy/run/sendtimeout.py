@@ -17,12 +17,14 @@ response is closed, its pool slot freed -- and the client connection.
 
     app = SendTimeout(ReproxyMiddleware(app, config), 60)
 
-Python's ``sendall`` bounds the whole call, not the gap between two
-writes: a chunk must leave within the timeout.  The body's reads shrink to
-16 KiB while a client is slow (:mod:`wsgi_reproxy.fetch.body`), so only a
-client under about 300 bytes/s is cut while still reading; a client that
-was fast (1 MiB reads) and stalls abruptly is cut if it then takes less
-than ``1 MiB / timeout``.
+Under gunicorn on Linux each body read is sized to what the client socket
+takes at once, and the wait for room is a wait for the socket to become
+writable, bounded by this same timeout (:mod:`wsgi_reproxy.responders.pace`):
+the timeout is then a gap between two writes, as nginx's is: a client is
+cut when its socket stays unwritable that long (Linux calls a TCP socket
+writable again once a third of its send buffer is free).  Elsewhere Python's
+``sendall`` bounds the whole call: a chunk (16 KiB while a client is slow,
+:mod:`wsgi_reproxy.fetch.body`) must leave within the timeout.
 """
 
 from __future__ import annotations
