@@ -151,6 +151,9 @@ def test_paced_only_with_gunicorns_http1_client_socket(
         assert pace is not None and isinstance(pace.__self__, ClientPace)
     assert client_pace(_environ(server, "HTTP/2")) is None
     assert client_pace({"SERVER_PROTOCOL": "HTTP/1.1"}) is None  # mod_wsgi
+    left, right = socket.socketpair()  # gunicorn bound to unix:PATH
+    with left, right:
+        assert client_pace(_environ(left)) is None
 
 
 def test_body_reads_what_the_pace_allows(target: TargetServer, pool: Any) -> None:

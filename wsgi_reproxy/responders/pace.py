@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 #: the send buffer's size at index 3 and the bytes queued in it at 5.
 SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55) if sys.platform == "linux" else None
 _MEMINFO = struct.Struct("9I")
+_TCP = (socket.AF_INET, socket.AF_INET6)
 
 #: Below twice this budget the next piece is the last before the wait,
 #: held by the WSGI server while the client drains: two or three more
@@ -133,11 +134,15 @@ def client_pace(environ: WSGIEnvironment) -> Callable[[int], int] | None:
     """:meth:`ClientPace.size` for this request's client, when one can be had.
 
     ``None`` off Linux (or before 4.6), without ``gunicorn.socket``
-    (mod_wsgi, webtest) and for HTTP/2, whose one socket carries many
+    (mod_wsgi, webtest), for a Unix socket (whose send queue Linux does not
+    count this way) and for HTTP/2, whose one socket carries many
     responses.
     """
     sock = environ.get("gunicorn.socket")
     if sock is None or SO_MEMINFO is None:
+        return None
+    if getattr(sock, "family", None) not in _TCP:
+        # A Unix socket (behind a local proxy) keeps no send queue count.
         return None
     if not str(environ.get("SERVER_PROTOCOL", "")).startswith("HTTP/1"):
         return None
