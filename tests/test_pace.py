@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import TargetServer, make_bytes
+from conftest import RawServer, TargetServer, make_bytes
 
 from wsgi_reproxy import Settings
 from wsgi_reproxy.fetch.fetcher import Fetcher
@@ -176,3 +176,44 @@ def test_body_reads_what_the_pace_allows(target: TargetServer, pool: Any) -> Non
     # read is the pace's size, asked with the body's own read size.
     assert {len(p) for p in pieces[1:-1]} == {1000}
     assert asked and min(asked) >= 1000
+
+
+def _lagging(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
+    """A node that sends 20,000 of 100,000 body bytes, then lags 1 s."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"a" * 20_000)
+    if not stop.wait(1.0):
+        conn.sendall(b"b" * 80_000)
+
+
+@pytest.mark.parametrize("framing", ["length", "close"])
+def test_a_paced_read_hands_over_what_a_lagging_node_sent(
+    pool: Any, framing: str
+) -> None:
+    # Waiting for a read's whole size would hold its buffer through the
+    # node's lag, in every slow download at once: a paced read returns
+    # what arrived (the first 16 KiB was read before the response began).
+    def lagging(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
+        if framing == "length":
+            _lagging(conn, head, stop)
+            return
+        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"a" * 20_000)
+        if not stop.wait(1.0):
+            conn.sendall(b"b" * 80_000)
+
+    server = RawServer(lagging).start()
+    try:
+        upstream = Fetcher(pool).open(server.url("/lag"), "GET", {}, SETTINGS)
+        upstream.body.pace = lambda want: 65536
+        try:
+            started = time.monotonic()
+            pieces = [next(upstream.body), next(upstream.body)]
+            waited = time.monotonic() - started
+            pieces += list(upstream.body)
+        finally:
+            upstream.body.close()
+    finally:
+        server.stop()
+    assert [len(p) for p in pieces[:2]] == [16384, 20_000 - 16384]
+    assert waited < 0.8
+    assert b"".join(pieces) == b"a" * 20_000 + b"b" * 80_000
+    assert upstream.body.complete

@@ -80,6 +80,8 @@ class Readable(Protocol):
 
     def read(self, amt: int | None = None, decode_content: bool = False) -> bytes: ...
 
+    def read1(self, amt: int) -> bytes: ...
+
     def close(self) -> None: ...
 
     def release_conn(self) -> None: ...
@@ -164,12 +166,18 @@ class UpstreamBody:
         if self._first:
             data, self._first = self._first, b""
         else:
-            size = self.read_size
-            if self.pace is not None:
-                size = self.pace(size)
+            # The client's wait, outside the target's error boundary: its
+            # TimeoutError is the client's, not a broken-off target.
+            size = self.read_size if self.pace is None else self.pace(self.read_size)
             try:
                 with upstream_errors(self.url, error=TruncatedBodyError):
-                    data = self._response.read(size, decode_content=False)
+                    if self.pace is None:
+                        data = self._response.read(size, decode_content=False)
+                    else:
+                        # What arrived, up to what the client takes now: a
+                        # read waiting for a lagging node to fill its buffer
+                        # would hold that buffer (issue 12).
+                        data = self._response.read1(size)
             except TruncatedBodyError as exc:
                 self._log.warning(
                     "reproxy body broke off after %d bytes: %s", self.bytes_sent, exc

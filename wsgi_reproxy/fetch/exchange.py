@@ -120,6 +120,11 @@ class Response:
             parts.append(self.body.read(1024 * 1024))
         return b"".join(parts)
 
+    def read1(self, amt: int) -> bytes:
+        """Up to *amt* body bytes, what one receive gives (``io``'s ``read1``,
+        urllib3's too); ``b""`` only once the body has ended."""
+        return self.body.read(amt, partial=True)
+
     def close(self) -> None:
         """Drop the connection: the rest of the body will not be read."""
         self._reusable = False
