@@ -77,12 +77,21 @@ class ClientPace:
         self.budget()
 
     def budget(self) -> int:
-        """Bytes a send may add while the socket stays writable; below 0
-        when it is not writable now."""
+        """Bytes a send may add without waiting; 0 or less when it would.
+
+        A send that tries first (gevent's, or a blocking socket's) is taken
+        while the send buffer has room; Python's ``sendall`` on a socket
+        with a timeout polls first, and Linux calls a TCP socket writable
+        only while at most two thirds of its buffer are queued.  Filling
+        the whole buffer where that is allowed is what makes each wait
+        last until a third of it drained, not one acknowledgement.
+        """
         assert SO_MEMINFO is not None
         info = self._sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, _MEMINFO.size)
         counters = _MEMINFO.unpack_from(info)
         size, queued = int(counters[3]), int(counters[5])
+        if self._gevent or self._sock.gettimeout() is None:
+            return size - queued
         return 2 * size // 3 - queued
 
     def size(self, want: int) -> int:
@@ -95,7 +104,7 @@ class ClientPace:
         except OSError:
             # A closed or broken socket: let the WSGI server's send say so.
             return want
-        if budget < 0:
+        if budget <= 0:
             self._wait()  # TimeoutError is an OSError: not caught above
             try:
                 budget = max(0, self.budget())
