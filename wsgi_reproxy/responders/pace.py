@@ -9,18 +9,22 @@ in the kernel's receive buffer, and TCP's flow control holds the node back
 -- what nginx does when its proxy buffers are full.
 
 So when the WSGI server hands over the client socket (gunicorn's
-``environ["gunicorn.socket"]``, HTTP/1.x) on Linux, :class:`ClientPace`
-sizes each body read to what the socket takes while the kernel still calls
-it writable, and waits for it to become writable when it is not.  Linux
-reports a TCP socket writable while the bytes queued in its send buffer
-are at most two thirds of the buffer (``sk_stream_is_writeable``); both
-numbers, as the kernel counts them, come from ``SO_MEMINFO``.  That rule
-matters because Python's ``sendall`` on a socket with a timeout (sync and
-gthread workers under ``--send-timeout``) polls for writability *before*
-each send, while gevent's tries the send first; sized this way neither
-waits with a chunk in hand.  The wait is gevent's ``wait_write`` on
-a gevent socket (a wait of this greenlet alone), else ``select.poll``:
-sync and gthread workers block the thread in it as ``sendall`` would have.
+``environ["gunicorn.socket"]``, TCP, HTTP/1.x) on Linux, :class:`ClientPace`
+sizes each body read to what the socket takes now without waiting, and
+waits for it to become writable when it takes nothing; the send buffer's
+size and what is queued in it, as the kernel counts them, come from
+``SO_MEMINFO``.  Where the send tries first (gevent's, a blocking
+socket's) that is the whole buffer; Linux then reports the socket
+writable again once a third of it is free (``sk_stream_is_writeable``),
+so each wait lasts until the client took that much, not one
+acknowledgement.  Python's ``sendall`` on a socket with a timeout (sync
+and gthread workers under ``--send-timeout``) polls for writability
+*before* each send, so there reads stop at two thirds.  Sized this way no
+send waits with a chunk in hand.  The wait is gevent's ``wait_write`` on a
+gevent socket (a wait of this greenlet alone), else ``select.poll``: sync
+and gthread workers block the thread in it as ``sendall`` would have.  A
+paced read hands over what the node sent so far (``read1``) rather than
+wait, buffer in hand, to fill its size.
 
 gunicorn's ``for item in body`` keeps the last chunk referenced while it
 asks for the next, so the chunk sent just before a wait is held through
