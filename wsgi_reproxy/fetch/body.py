@@ -158,6 +158,12 @@ class UpstreamBody:
     def __iter__(self) -> UpstreamBody:
         return self
 
+    @property
+    def unread(self) -> bool:
+        """Whether bytes remain to be read from the target (a small body
+        is already whole in the first read)."""
+        return not self.complete and self._response.length_remaining != 0
+
     def __next__(self) -> bytes:
         if self.complete or self._closed:
             raise StopIteration

@@ -55,6 +55,9 @@ SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55) if sys.platform == "linux" else N
 _MEMINFO = struct.Struct("9I")
 _TCP = (socket.AF_INET, socket.AF_INET6)
 
+#: Non-empty once SO_MEMINFO answered in this process.
+_probed: list[bool] = []
+
 #: Below twice this budget the next piece is the last before the wait,
 #: held by the WSGI server while the client drains: two or three more
 #: reads and sends per wait buy 14 of the 16 KiB a full-size last chunk
@@ -78,7 +81,9 @@ class ClientPace:
         self._sock = sock
         self._fd: int = sock.fileno()
         self._gevent = type(sock).__module__.startswith("gevent.")
-        self.budget()
+        if not _probed:
+            self.budget()  # OSError where the kernel has no SO_MEMINFO
+            _probed.append(True)
 
     def budget(self) -> int:
         """Bytes a send may add without waiting; 0 or less when it would.

@@ -157,7 +157,8 @@ class UrlResponder:
             show_query=show,
             unread=" (GET for HEAD, not read)" if head_as_get else " (incomplete)",
         )
-        upstream.body.pace = client_pace(environ)
+        if upstream.body.unread:  # a small body is whole: nothing to pace
+            upstream.body.pace = client_pace(environ)
         transfer = Transfer(upstream.body, record, self.logger, self.metrics)
         try:
             start_response(
